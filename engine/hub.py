@@ -1,0 +1,197 @@
+"""Model reference -> local folder -> config and weights.
+
+A reference is either a local folder (used as is) or a Hugging Face repo id, downloaded
+through huggingface_hub into its standard cache (HF_HOME, HF_HUB_OFFLINE are respected).
+Weights are read from safetensors (single or sharded) or, for checkpoints that only have
+them, ``pytorch_model.bin`` through ``torch.load(weights_only=True)``. Nothing else is
+unpickled and no code from a checkpoint is ever run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from .cancel import CancelToken, check
+from .errors import Cancelled, CheckpointError, ModelNotAvailable
+
+log = logging.getLogger(__name__)
+
+#: ``progress(done_bytes, total_bytes, current_file)``
+DownloadProgress = Callable[[int, int, str], None]
+
+# Files a task may need besides the weights; others in a repo (ONNX, TF, Flax, ...) are skipped.
+SIDE_FILES = (
+    "config.json", "generation_config.json", "preprocessor_config.json", "processor_config.json",
+    "feature_extractor_config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json",
+    "vocab.txt", "merges.txt", "spiece.model", "special_tokens_map.json", "added_tokens.json",
+)
+WEIGHT_CHOICES = (
+    ("model.safetensors",), ("model.safetensors.index.json",),
+    ("pytorch_model.bin",), ("pytorch_model.bin.index.json",),
+)
+
+
+def is_offline(offline: bool | None = None) -> bool:
+    if offline is not None:
+        return offline
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _how_to_get(ref: str) -> str:
+    return (f"Connect to the internet and load it once (it is then cached for offline use), or run "
+            f"`huggingface-cli download {ref}` on a connected machine and copy the cache "
+            f"(~/.cache/huggingface), or pick a local checkpoint folder.")
+
+
+def _choose_files(names: set[str]) -> list[str]:
+    wanted = [n for n in SIDE_FILES if n in names]
+    if "config.json" not in names:
+        raise CheckpointError("The repository has no config.json; it is not a model Taskscope can load.")
+    for (choice,) in WEIGHT_CHOICES:
+        if choice in names:
+            wanted.append(choice)
+            if choice.endswith(".index.json"):
+                prefix = choice.split(".")[0]
+                suffix = ".safetensors" if "safetensors" in choice else ".bin"
+                wanted += sorted(n for n in names if n.startswith(prefix + "-") and n.endswith(suffix))
+            return wanted
+    raise CheckpointError("The repository has no model.safetensors or pytorch_model.bin weights.")
+
+
+def _cached_snapshot(repo_id: str) -> Path | None:
+    from huggingface_hub import hf_hub_download
+    try:
+        cfg = hf_hub_download(repo_id, "config.json", local_files_only=True)
+    except Exception:  # noqa: BLE001 - any failure means "not cached"
+        return None
+    folder = Path(cfg).parent
+    try:
+        find_weights(folder)
+    except CheckpointError:
+        return None
+    return folder
+
+
+def resolve(ref: str, *, progress: DownloadProgress | None = None, cancel: CancelToken | None = None,
+            offline: bool | None = None) -> Path:
+    """Return a local folder holding ``ref``'s config and weights, downloading when needed."""
+    path = Path(os.path.expanduser(ref))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise CheckpointError(f"{path} has no config.json; it is not a checkpoint folder.")
+        return path
+    if path.exists() or ref.startswith((".", "/", "~")) or ref.count("/") > 1:
+        raise ModelNotAvailable(f"{ref} is not a checkpoint folder or a Hugging Face model id.")
+    cached = _cached_snapshot(ref)
+    if cached is not None:
+        return cached
+    if is_offline(offline):
+        raise ModelNotAvailable(f"Model '{ref}' is not downloaded yet and Taskscope is offline. " + _how_to_get(ref))
+    return _download(ref, progress, cancel)
+
+
+def is_cached(ref: str) -> bool:
+    """True when ``ref`` can be loaded without a download."""
+    return Path(os.path.expanduser(ref)).is_dir() or _cached_snapshot(ref) is not None
+
+
+def _download(repo_id: str, progress: DownloadProgress | None, cancel: CancelToken | None) -> Path:
+    from huggingface_hub import HfApi, hf_hub_download
+    from tqdm.auto import tqdm
+
+    try:
+        info = HfApi().model_info(repo_id, files_metadata=True)
+    except Exception as exc:  # noqa: BLE001 - network, auth, unknown repo
+        raise ModelNotAvailable(f"Could not reach model '{repo_id}' on the Hugging Face Hub ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else ''}). " + _how_to_get(repo_id)) from exc
+    sizes = {s.rfilename: (s.size or 0) for s in info.siblings or []}
+    files = _choose_files(set(sizes))
+    total = sum(sizes[f] for f in files)
+    done = 0
+    current = ""
+
+    class _Bar(tqdm):  # huggingface_hub drives this; we forward bytes and honour cancel
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+        def update(self, n=1):
+            nonlocal done
+            done += int(n or 0)
+            if progress is not None:
+                progress(done, total, current)
+            check(cancel)
+            return super().update(n)
+
+    folder: Path | None = None
+    for name in files:
+        check(cancel)
+        current = name
+        try:
+            local = hf_hub_download(repo_id, name, revision=info.sha, tqdm_class=_Bar)
+        except Cancelled:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise ModelNotAvailable(f"Downloading {name} of '{repo_id}' failed: {exc}. " + _how_to_get(repo_id)) from exc
+        folder = Path(local).parent if folder is None else folder
+        if progress is not None:
+            progress(done, total, name)
+    assert folder is not None
+    return folder
+
+
+# ---------------------------------------------------------------------------- config / weights
+
+def read_json(folder: Path, name: str, required: bool = True) -> dict:
+    p = Path(folder) / name
+    if not p.is_file():
+        if required:
+            raise CheckpointError(f"{p} is missing.")
+        return {}
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{p} is not valid JSON: {exc}") from exc
+
+
+def find_weights(folder: Path) -> list[Path]:
+    folder = Path(folder)
+    for (choice,) in WEIGHT_CHOICES:
+        p = folder / choice
+        if p.is_file():
+            if choice.endswith(".index.json"):
+                index = read_json(folder, choice)
+                shards = sorted(set(index.get("weight_map", {}).values()))
+                if not shards:
+                    raise CheckpointError(f"{p} lists no weight files.")
+                return [folder / s for s in shards]
+            return [p]
+    raise CheckpointError(f"No weights in {folder}: expected model.safetensors or pytorch_model.bin.")
+
+
+def load_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint folder on the CPU (safetensors, or weights-only torch.load)."""
+    from safetensors.torch import load_file
+
+    state: dict[str, torch.Tensor] = {}
+    for f in find_weights(folder):
+        if not f.is_file():
+            raise CheckpointError(f"Weight file {f} listed in the index is missing.")
+        try:
+            if f.suffix == ".safetensors":
+                state.update(load_file(str(f), device="cpu"))
+            else:
+                loaded = torch.load(str(f), map_location="cpu", weights_only=True)
+                if not isinstance(loaded, dict):
+                    raise CheckpointError(f"{f} does not hold a state dict.")
+                state.update(loaded)
+        except CheckpointError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - corrupt or hostile file
+            raise CheckpointError(f"Could not read weights from {f.name}: {exc}") from exc
+    return state

@@ -1,0 +1,1 @@
+"""Our own compact implementations, one architecture per file (see DESIGN.md)."""

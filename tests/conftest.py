@@ -1,0 +1,19 @@
+"""Test set-up shared by every test: no network, offscreen Qt, an empty model cache.
+
+Random-weight checkpoints are built with transformers (a dev-only dependency) by the fixture
+modules listed in ``pytest_plugins``, once per session.
+"""
+import os
+import tempfile
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="taskscope-hf-home-")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ["TASKSCOPE_SETTINGS_DIR"] = tempfile.mkdtemp(prefix="taskscope-settings-")
+
+pytest_plugins = [
+    "tests.fixtures_detr",
+    "tests.fixtures_wav2vec2",
+    "tests.fixtures_media",
+]
