@@ -16,4 +16,5 @@ pytest_plugins = [
     "tests.fixtures_detr",
     "tests.fixtures_wav2vec2",
     "tests.fixtures_media",
+    "tests.fixtures_pulse",
 ]
