@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import sys
 
+COMMANDS = ("detect", "transcribe", "classify-audio", "models", "download")
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("gui", "app") or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
-        from gui.app import run_app
-        return run_app(argv[1:] if argv and argv[0] in ("gui", "app") else argv)
-    from engine.cli import main as cli_main
-    return cli_main(argv)
+    words = [a for a in argv if not a.startswith("-")]
+    first = words[0] if words else None
+    if first == "bench":
+        from benchmarks.cli import main as bench_main
+        return bench_main(argv[argv.index("bench") + 1:], offline="--offline" in argv[:argv.index("bench")])
+    if first in COMMANDS or (first is None and any(a in ("-h", "--help") for a in argv)):
+        from engine.cli import main as cli_main
+        return cli_main(argv)
+    from gui.app import run_app
+    return run_app(argv)
 
 
 if __name__ == "__main__":
