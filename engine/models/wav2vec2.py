@@ -1,0 +1,353 @@
+"""Wav2Vec2: speech in, one vector per 20 ms out (CTC or sequence classification on top).
+
+Following the seed ("How 🤗 Transformers solve tasks", speech and audio):
+
+1. A *feature encoder* (a stack of 1-D convolutions) takes the raw waveform, normalised to zero
+   mean and unit variance, and turns it into a sequence of feature vectors, one per 20 ms
+   (the strides multiply to 320 samples at 16 kHz).
+2. The *quantization module* (codebook of speech units) is only used in pre-training; a fine-tuned
+   checkpoint may still carry it (``quantizer``, ``project_q``, ``project_hid``,
+   ``masked_spec_embed``): those weights are ignored with a note.
+3. A *feature projection* maps the features to the model width, and the *context network*, a
+   Transformer encoder that adds a convolutional relative positional embedding, contextualises them.
+4. Heads: a linear *language-modelling head* for CTC (connectionist temporal classification),
+   or a *sequence classification* head (projector, mean pooling over frames, classifier).
+
+Two layouts come from the config, not from flags: ``base`` (group-norm feature encoder,
+post-LN context network) and ``large-lv60``/``self`` (layer-norm feature encoder,
+``do_stable_layer_norm``: pre-LN layers and a final layer norm).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import CheckpointError
+from .common import drop_legacy_buffers, fold_weight_norm, load_strict, require
+
+log = logging.getLogger(__name__)
+
+ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu, "swish": F.silu,
+               "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+               "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh")}
+#: pre-training parts a fine-tuned checkpoint may carry; inference never uses them
+PRETRAINING_PREFIXES = ("quantizer.", "project_q.", "project_hid.", "wav2vec2.masked_spec_embed", "masked_spec_embed")
+
+
+@dataclass
+class Wav2Vec2Config:
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    conv_dim: tuple[int, ...]
+    conv_kernel: tuple[int, ...]
+    conv_stride: tuple[int, ...]
+    conv_bias: bool = False
+    feat_extract_norm: str = "group"  # "group" (base) or "layer" (large-lv60)
+    do_stable_layer_norm: bool = False  # pre-LN context network
+    num_conv_pos_embeddings: int = 128
+    num_conv_pos_embedding_groups: int = 16
+    layer_norm_eps: float = 1e-5
+    hidden_act: str = "gelu"
+    feat_extract_activation: str = "gelu"
+    vocab_size: int = 32
+    pad_token_id: int = 0
+    use_weighted_layer_sum: bool = False
+    classifier_proj_size: int = 256
+    id2label: dict[int, str] = field(default_factory=dict)
+
+    REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                "conv_dim", "conv_kernel", "conv_stride")
+
+    @classmethod
+    def from_hf(cls, cfg: dict) -> Wav2Vec2Config:
+        """From a hub ``config.json`` dict: unknown keys ignored, missing required keys an error."""
+        require(cfg, cls.REQUIRED, "this Wav2Vec2 checkpoint")
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in cfg.items() if k in known and v is not None}
+        for k in ("conv_dim", "conv_kernel", "conv_stride"):
+            kw[k] = tuple(int(v) for v in kw[k])
+        if not len(kw["conv_dim"]) == len(kw["conv_kernel"]) == len(kw["conv_stride"]):
+            raise CheckpointError("config.json: conv_dim, conv_kernel and conv_stride differ in length.")
+        kw["id2label"] = {int(k): str(v) for k, v in (cfg.get("id2label") or {}).items()}
+        config = cls(**kw)
+        if config.feat_extract_norm not in ("group", "layer"):
+            raise CheckpointError(f"config.json: feat_extract_norm {config.feat_extract_norm!r} is not 'group' or 'layer'.")
+        for act in (config.hidden_act, config.feat_extract_activation):
+            if act not in ACTIVATIONS:
+                raise CheckpointError(f"config.json: activation {act!r} is not supported.")
+        return config
+
+    @property
+    def inputs_to_logits_ratio(self) -> int:
+        """Samples per output frame (320 = 20 ms at 16 kHz for the standard feature encoder)."""
+        ratio = 1
+        for s in self.conv_stride:
+            ratio *= s
+        return ratio
+
+    def num_frames(self, num_samples: int) -> int:
+        """Output frames of the feature encoder for ``num_samples`` input samples (0 if too short)."""
+        n = num_samples
+        for k, s in zip(self.conv_kernel, self.conv_stride):
+            n = (n - k) // s + 1
+            if n <= 0:
+                return 0
+        return n
+
+
+# ----------------------------------------------------------------------------- feature encoder
+
+class FeatureEncoderConvLayer(nn.Module):
+    """One 1-D convolution of the feature encoder, with an optional norm, then the activation."""
+
+    def __init__(self, c: Wav2Vec2Config, i: int) -> None:
+        super().__init__()
+        c_in = 1 if i == 0 else c.conv_dim[i - 1]
+        c_out = c.conv_dim[i]
+        self.conv = nn.Conv1d(c_in, c_out, c.conv_kernel[i], stride=c.conv_stride[i], bias=c.conv_bias)
+        self.norm = "layer" if c.feat_extract_norm == "layer" else ("group" if i == 0 else None)
+        if self.norm == "layer":
+            self.layer_norm = nn.LayerNorm(c_out, eps=c.layer_norm_eps, elementwise_affine=True)
+        elif self.norm == "group":  # one group per channel: each channel normalised over time
+            self.layer_norm = nn.GroupNorm(c_out, c_out, eps=c.layer_norm_eps, affine=True)
+        self.act = ACTIVATIONS[c.feat_extract_activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, L) -> (B, C_out, L')"""
+        x = self.conv(x)
+        if self.norm == "layer":
+            x = self.layer_norm(x.transpose(1, 2)).transpose(1, 2)  # norm over channels: (B, L', C) and back
+        elif self.norm == "group":
+            x = self.layer_norm(x)
+        return self.act(x)
+
+
+class FeatureEncoder(nn.Module):
+    """The feature encoder: raw normalised waveform -> one feature vector per 20 ms."""
+
+    def __init__(self, c: Wav2Vec2Config) -> None:
+        super().__init__()
+        self.conv_layers = nn.ModuleList(FeatureEncoderConvLayer(c, i) for i in range(len(c.conv_dim)))
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, L) samples -> (B, C, T) features, T = frames of 20 ms"""
+        x = wave[:, None, :]  # (B, 1, L)
+        for layer in self.conv_layers:
+            x = layer(x)
+        return x
+
+
+class FeatureProjection(nn.Module):
+    def __init__(self, c: Wav2Vec2Config) -> None:
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(c.conv_dim[-1], eps=c.layer_norm_eps)
+        self.projection = nn.Linear(c.conv_dim[-1], c.hidden_size)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, T, hidden)"""
+        return self.projection(self.layer_norm(features))
+
+
+# ----------------------------------------------------------------------------- context network
+
+class PositionalConvEmbedding(nn.Module):
+    """Convolutional relative positional embedding: a wide grouped convolution over time.
+
+    The checkpoint stores it weight-normalised; ``remap`` folds ``g * v / ||v||`` into a plain weight.
+    """
+
+    def __init__(self, c: Wav2Vec2Config) -> None:
+        super().__init__()
+        k = c.num_conv_pos_embeddings
+        self.conv = nn.Conv1d(c.hidden_size, c.hidden_size, k, padding=k // 2, groups=c.num_conv_pos_embedding_groups)
+        self.remove = 1 if k % 2 == 0 else 0  # an even kernel yields one extra frame: drop it
+        self.act = ACTIVATIONS[c.feat_extract_activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, T, D) positional embedding"""
+        y = self.conv(x.transpose(1, 2))  # (B, D, T + remove)
+        if self.remove:
+            y = y[:, :, :-self.remove]  # (B, D, T)
+        return self.act(y).transpose(1, 2)  # (B, T, D)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, c: Wav2Vec2Config) -> None:
+        super().__init__()
+        d = c.hidden_size
+        self.heads = c.num_attention_heads
+        self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(d, d) for _ in range(4))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, D), mask (B, 1, 1, T) bool or None -> (B, T, D)"""
+        B, T, D = x.shape
+        split = lambda t: t.view(B, T, self.heads, D // self.heads).transpose(1, 2)  # (B, heads, T, head_dim)
+        y = F.scaled_dot_product_attention(split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x)),
+                                           attn_mask=mask)  # (B, heads, T, head_dim)
+        return self.out_proj(y.transpose(1, 2).reshape(B, T, D))  # (B, T, D)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, c: Wav2Vec2Config) -> None:
+        super().__init__()
+        self.intermediate_dense = nn.Linear(c.hidden_size, c.intermediate_size)
+        self.output_dense = nn.Linear(c.intermediate_size, c.hidden_size)
+        self.act = ACTIVATIONS[c.hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, T, D)"""
+        return self.output_dense(self.act(self.intermediate_dense(x)))
+
+
+class EncoderLayer(nn.Module):
+    """One Transformer layer of the context network: post-LN (base) or pre-LN (stable layer norm)."""
+
+    def __init__(self, c: Wav2Vec2Config) -> None:
+        super().__init__()
+        self.attention = SelfAttention(c)
+        self.layer_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.feed_forward = FeedForward(c)
+        self.final_layer_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.pre_ln = c.do_stable_layer_norm
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, D) -> (B, T, D)"""
+        if self.pre_ln:
+            x = x + self.attention(self.layer_norm(x), mask)
+            return x + self.feed_forward(self.final_layer_norm(x))
+        x = self.layer_norm(x + self.attention(x, mask))
+        return self.final_layer_norm(x + self.feed_forward(x))
+
+
+class ContextNetwork(nn.Module):
+    """The context network: Transformer encoder with a convolutional relative positional embedding."""
+
+    def __init__(self, c: Wav2Vec2Config) -> None:
+        super().__init__()
+        self.pos_conv_embed = PositionalConvEmbedding(c)
+        self.layer_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.layers = nn.ModuleList(EncoderLayer(c) for _ in range(c.num_hidden_layers))
+        self.pre_ln = c.do_stable_layer_norm
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None,
+                all_states: bool = False) -> list[torch.Tensor]:
+        """(B, T, D), valid (B, T) bool or None -> hidden states, each (B, T, D).
+
+        Returns ``[last]``, or with ``all_states`` the input of the first layer, the output of
+        every layer, and the final output (num_hidden_layers + 1 tensors).
+        """
+        mask = None
+        if valid is not None:
+            x = x.masked_fill(~valid[:, :, None], 0.0)  # padded frames contribute zeros
+            mask = valid[:, None, None, :]  # (B, 1, 1, T) keys that may be attended
+        x = x + self.pos_conv_embed(x)
+        if not self.pre_ln:
+            x = self.layer_norm(x)
+        states = [x]
+        for layer in self.layers:
+            x = layer(x, mask)
+            states.append(x)
+        if self.pre_ln:
+            states[-1] = self.layer_norm(x)
+        return states if all_states else states[-1:]
+
+
+class Wav2Vec2Model(nn.Module):
+    def __init__(self, c: Wav2Vec2Config) -> None:
+        super().__init__()
+        self.config = c
+        self.feature_extractor = FeatureEncoder(c)  # checkpoint name of the feature encoder
+        self.feature_projection = FeatureProjection(c)
+        self.encoder = ContextNetwork(c)  # checkpoint name of the context network
+
+    def forward(self, wave: torch.Tensor, valid: torch.Tensor | None = None,
+                all_states: bool = False) -> list[torch.Tensor]:
+        """(B, L) normalised samples, valid (B, T) frame mask or None -> hidden states (B, T, D)."""
+        features = self.feature_extractor(wave).transpose(1, 2)  # (B, T, C)
+        return self.encoder(self.feature_projection(features), valid, all_states)
+
+
+# ----------------------------------------------------------------------------- heads
+
+class Wav2Vec2ForCTC(nn.Module):
+    def __init__(self, c: Wav2Vec2Config) -> None:
+        super().__init__()
+        self.config = c
+        self.wav2vec2 = Wav2Vec2Model(c)
+        self.lm_head = nn.Linear(c.hidden_size, c.vocab_size)
+
+    def forward(self, wave: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) normalised samples -> CTC logits (B, T, vocab), one row per 20 ms frame."""
+        return self.lm_head(self.wav2vec2(wave, valid)[-1])
+
+
+class Wav2Vec2ForSequenceClassification(nn.Module):
+    def __init__(self, c: Wav2Vec2Config) -> None:
+        super().__init__()
+        if not c.id2label:
+            raise CheckpointError("config.json of this audio classifier has no id2label.")
+        self.config = c
+        self.wav2vec2 = Wav2Vec2Model(c)
+        if c.use_weighted_layer_sum:  # one weight per hidden state, embedding output included
+            self.layer_weights = nn.Parameter(torch.full((c.num_hidden_layers + 1,), 1.0 / (c.num_hidden_layers + 1)))
+        self.projector = nn.Linear(c.hidden_size, c.classifier_proj_size)
+        self.classifier = nn.Linear(c.classifier_proj_size, len(c.id2label))
+
+    def forward(self, wave: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) normalised samples, valid (B, T) or None -> class logits (B, num_labels)."""
+        if self.config.use_weighted_layer_sum:
+            states = torch.stack(self.wav2vec2(wave, valid, all_states=True), dim=1)  # (B, layers + 1, T, D)
+            w = torch.softmax(self.layer_weights, dim=-1)  # (layers + 1,)
+            hidden = (states * w[None, :, None, None]).sum(dim=1)  # (B, T, D)
+        else:
+            hidden = self.wav2vec2(wave, valid)[-1]  # (B, T, D)
+        h = self.projector(hidden)  # (B, T, P)
+        if valid is None:
+            pooled = h.mean(dim=1)  # (B, P) mean over frames
+        else:
+            m = valid[:, :, None].to(h.dtype)  # (B, T, 1)
+            pooled = (h * m).sum(dim=1) / m.sum(dim=1)  # (B, P) mean over valid frames
+        return self.classifier(pooled)
+
+
+HEADS = {"ctc": Wav2Vec2ForCTC, "classification": Wav2Vec2ForSequenceClassification}
+
+
+# ----------------------------------------------------------------------------- loading
+
+def remap(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Hub key layout -> ours (pure): fold the positional conv's weight norm, drop legacy
+    buffers and pre-training parts, add the ``wav2vec2.`` prefix where a bare model lacks it."""
+    state = drop_legacy_buffers(state)
+    out: dict[str, torch.Tensor] = {}
+    dropped = []
+    for k, v in state.items():
+        if k.startswith(PRETRAINING_PREFIXES):
+            dropped.append(k)
+            continue
+        if k.startswith(("feature_extractor.", "feature_projection.", "encoder.")):
+            k = "wav2vec2." + k
+        out[k] = v
+    if dropped:
+        log.info("Wav2Vec2: ignoring %d pre-training weights (quantization module etc.): %s",
+                 len(dropped), ", ".join(sorted({d.split(".")[0] for d in dropped})))
+    conv = "wav2vec2.encoder.pos_conv_embed.conv."
+    for g_key, v_key in ((conv + "weight_g", conv + "weight_v"),
+                         (conv + "parametrizations.weight.original0", conv + "parametrizations.weight.original1")):
+        if g_key in out and v_key in out:
+            # weight norm over every dim but the kernel dim (dim=2)
+            out[conv + "weight"] = fold_weight_norm(out.pop(g_key), out.pop(v_key), dim=2)
+    return out
+
+
+def build(config: Wav2Vec2Config, state: dict[str, torch.Tensor], head: str) -> nn.Module:
+    """A ready (eval, no-grad) model with ``head`` ("ctc" or "classification") from hub weights."""
+    model = HEADS[head](config)
+    load_strict(model, remap(state), f"Wav2Vec2 with a {head} head")
+    return model.eval().requires_grad_(False)
