@@ -1,0 +1,116 @@
+"""Our Wav2Vec2 against transformers on small random-weight checkpoints (fp32, atol 1e-4)."""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import CheckpointError
+from engine.hub import load_weights, read_json
+from engine.models import wav2vec2 as w2v
+
+
+def _wave(n: int = 16000 + 123, seed: int = 0) -> torch.Tensor:
+    g = np.random.default_rng(seed)
+    x = g.standard_normal(n).astype(np.float32)
+    x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
+    return torch.from_numpy(x)[None]
+
+
+def _ours(folder, head):
+    cfg = w2v.Wav2Vec2Config.from_hf(read_json(folder, "config.json"))
+    return w2v.build(cfg, load_weights(folder), head)
+
+
+def _theirs(folder, head):
+    from transformers import Wav2Vec2ForCTC, Wav2Vec2ForSequenceClassification
+    cls = Wav2Vec2ForCTC if head == "ctc" else Wav2Vec2ForSequenceClassification
+    return cls.from_pretrained(folder).eval()
+
+
+@pytest.mark.parametrize("name", ["w2v_base_ctc", "w2v_large_ctc", "w2v_legacy_ctc", "w2v_pretraining_ctc"])
+def test_ctc_logits_match_transformers(name, request, caplog):
+    folder = request.getfixturevalue(name)
+    with caplog.at_level(logging.INFO, logger="engine.models.wav2vec2"):
+        ours = _ours(folder, "ctc")
+    if name == "w2v_pretraining_ctc":
+        assert "pre-training" in caplog.text and "quantizer" in caplog.text
+    ref_folder = {"w2v_legacy_ctc": request.getfixturevalue("w2v_base_ctc"),
+                  "w2v_pretraining_ctc": request.getfixturevalue("w2v_large_ctc")}.get(name, folder)
+    theirs = _theirs(ref_folder, "ctc")
+    for n in (16000 + 123, 5000):
+        x = _wave(n)
+        with torch.inference_mode():
+            a = ours(x)
+            b = theirs(x).logits
+        assert a.shape == b.shape
+        assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+        assert a.shape[1] == ours.config.num_frames(n)
+
+
+def test_legacy_keys_really_legacy(w2v_legacy_ctc, w2v_base_ctc):
+    keys = set(load_weights(w2v_legacy_ctc))
+    assert any(k.endswith("pos_conv_embed.conv.weight_g") for k in keys)
+    assert not any("parametrizations" in k for k in keys)
+    assert any("parametrizations.weight.original0" in k for k in load_weights(w2v_base_ctc))
+
+
+@pytest.mark.parametrize("name", ["w2v_cls_weighted", "w2v_cls_plain"])
+def test_classification_logits_match_transformers(name, request):
+    folder = request.getfixturevalue(name)
+    ours, theirs = _ours(folder, "classification"), _theirs(folder, "classification")
+    assert ours.config.use_weighted_layer_sum == (name == "w2v_cls_weighted")
+    x = _wave(12000, seed=3)
+    with torch.inference_mode():
+        a, b = ours(x), theirs(x).logits
+    assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+
+
+def test_attention_mask_path_matches_transformers(w2v_large_ctc):
+    """Padded batch with a frame mask (large layout) gives transformers' logits on the valid frames."""
+    ours, theirs = _ours(w2v_large_ctc, "ctc"), _theirs(w2v_large_ctc, "ctc")
+    x = torch.cat([_wave(8000), _wave(8000, seed=1)])
+    x[1, 5000:] = 0.0
+    am = torch.ones(2, 8000, dtype=torch.long)
+    am[1, 5000:] = 0
+    n = ours.config.num_frames(8000)
+    valid = torch.arange(n)[None] < torch.tensor([n, ours.config.num_frames(5000)])[:, None]
+    with torch.inference_mode():
+        a = ours(x, valid)
+        b = theirs(x, attention_mask=am).logits
+    assert torch.allclose(a[0], b[0], atol=1e-4)
+    k = ours.config.num_frames(5000)
+    assert torch.allclose(a[1, :k], b[1, :k], atol=1e-4)
+
+
+def test_config_errors_and_unknown_keys(w2v_base_ctc):
+    cfg = read_json(w2v_base_ctc, "config.json")
+    c = w2v.Wav2Vec2Config.from_hf({**cfg, "some_future_key": 1})
+    assert c.inputs_to_logits_ratio == 320
+    bad = dict(cfg)
+    del bad["hidden_size"]
+    with pytest.raises(CheckpointError, match="hidden_size"):
+        w2v.Wav2Vec2Config.from_hf(bad)
+
+
+def test_wrong_weights_are_a_clear_error(w2v_base_ctc, w2v_cls_plain):
+    cfg = w2v.Wav2Vec2Config.from_hf(read_json(w2v_base_ctc, "config.json"))
+    state = load_weights(w2v_base_ctc)
+    state.pop("lm_head.bias")
+    with pytest.raises(CheckpointError, match="missing keys: lm_head.bias"):
+        w2v.build(cfg, state, "ctc")
+    with pytest.raises(CheckpointError, match="unexpected keys"):
+        w2v.build(cfg, {**load_weights(w2v_base_ctc), **{"projector.weight": torch.zeros(1)}}, "ctc")
+
+
+def test_remap_is_pure(w2v_legacy_ctc):
+    state = load_weights(w2v_legacy_ctc)
+    before = set(state)
+    out = w2v.remap(state)
+    assert set(state) == before
+    assert "wav2vec2.encoder.pos_conv_embed.conv.weight" in out
+    assert not any(k.endswith(("weight_g", "weight_v")) for k in out)
+    json.dumps(sorted(out))
