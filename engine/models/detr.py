@@ -1,0 +1,322 @@
+"""DETR: DEtection TRansformer (Carion et al., 2020), as in the seed's object-detection walk-through.
+
+An image goes through a CNN backbone (ResNet, :mod:`engine.models.resnet`); a 1x1 projection
+maps its last feature map to ``d_model`` channels; fixed sine positional encodings tell the
+Transformer encoder where each feature sits; the decoder with object queries (``num_queries``
+learned embeddings) cross-attends to the encoded image; class and box heads turn every query
+into one prediction — a class (or "no object") and a box (cx, cy, w, h in [0, 1]). The whole
+set is predicted in a single pass, without anchors or non-maximum suppression: in training,
+bipartite matching (the Hungarian algorithm) assigns each ground-truth object to exactly one
+query, so the queries learn not to duplicate each other.
+
+Checkpoints: the real ``facebook/detr-resnet-50`` / ``-101`` use timm's ResNet key names
+(``model.backbone.conv_encoder.model.layer1.0.conv1.weight``); checkpoints written by
+transformers with ``use_timm_backbone=False`` use its own ResNet names
+(``...model.embedder.embedder.convolution.weight``). :func:`remap` accepts both.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import CheckpointError
+from .common import drop_legacy_buffers, load_strict, require
+from .resnet import ResNet, ResNetConfig, fold_state, hf_to_timm
+
+log = logging.getLogger(__name__)
+
+_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+
+@dataclass(frozen=True)
+class DetrConfig:
+    d_model: int
+    encoder_layers: int
+    decoder_layers: int
+    encoder_attention_heads: int
+    decoder_attention_heads: int
+    encoder_ffn_dim: int
+    decoder_ffn_dim: int
+    num_queries: int
+    num_labels: int
+    backbone: ResNetConfig
+    activation_function: str = "relu"
+    id2label: dict[int, str] = field(default_factory=dict)
+
+    REQUIRED = ("d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads",
+                "decoder_attention_heads", "encoder_ffn_dim", "decoder_ffn_dim", "num_queries")
+
+    @classmethod
+    def from_hf(cls, cfg: Mapping) -> DetrConfig:
+        """From a transformers ``config.json`` dict; unknown keys are ignored."""
+        require(cfg, cls.REQUIRED, "DETR")
+        if cfg.get("model_type", "detr") != "detr":
+            raise CheckpointError(f"config.json is for a {cfg.get('model_type')!r} model, not DETR.")
+        if cfg.get("position_embedding_type", "sine") != "sine":
+            raise CheckpointError("Only DETR with sine positional encodings is supported "
+                                  f"(this one uses {cfg.get('position_embedding_type')!r}).")
+        if cfg.get("dilation"):
+            raise CheckpointError("DETR DC5 checkpoints (dilation: true) are not supported.")
+        act = cfg.get("activation_function", "relu")
+        if act not in _ACTIVATIONS:
+            raise CheckpointError(f"DETR activation {act!r} is not supported ({', '.join(_ACTIVATIONS)}).")
+        id2label = {int(k): str(v) for k, v in (cfg.get("id2label") or {}).items()}
+        num_labels = len(id2label) if id2label else cfg.get("num_labels")
+        if not num_labels:
+            raise CheckpointError("config.json of DETR has neither id2label nor num_labels.")
+        return cls(int(cfg["d_model"]), int(cfg["encoder_layers"]), int(cfg["decoder_layers"]),
+                   int(cfg["encoder_attention_heads"]), int(cfg["decoder_attention_heads"]),
+                   int(cfg["encoder_ffn_dim"]), int(cfg["decoder_ffn_dim"]), int(cfg["num_queries"]),
+                   int(num_labels), _backbone_config(cfg), act, id2label)
+
+
+def _backbone_config(cfg: Mapping) -> ResNetConfig:
+    channels = int(cfg.get("num_channels", 3))
+    sub = cfg.get("backbone_config")
+    if isinstance(sub, Mapping):
+        kind = sub.get("model_type", "resnet")
+        if kind == "resnet":
+            return ResNetConfig.from_hf(sub)
+        if kind == "timm_backbone":
+            return ResNetConfig.from_timm_name(str(sub.get("backbone", "resnet50")), channels)
+        raise CheckpointError(f"DETR backbone {kind!r} is not supported (ResNet only).")
+    if cfg.get("use_timm_backbone", True):
+        return ResNetConfig.from_timm_name(str(cfg.get("backbone") or "resnet50"), channels)
+    return ResNetConfig(num_channels=channels)  # transformers' default ResNet-50 ResNetConfig
+
+
+def sine_position_encoding(h: int, w: int, d_model: int, device: torch.device, dtype: torch.dtype,
+                           temperature: float = 10000.0) -> torch.Tensor:
+    """DETR's fixed 2-D sine positional encodings (normalised to 2π) -> (h*w, d_model).
+
+    The first half of the channels encode the row (y), the second the column (x); within
+    each half, channel pairs (2i, 2i+1) are sin/cos of the position at frequency i.
+    """
+    half = d_model // 2
+    scale, eps = 2 * math.pi, 1e-6
+    y = torch.arange(1, h + 1, dtype=torch.float32, device=device)
+    x = torch.arange(1, w + 1, dtype=torch.float32, device=device)
+    y = y / (y[-1:] + eps) * scale  # (h,)
+    x = x / (x[-1:] + eps) * scale  # (w,)
+    dim_t = torch.arange(half, dtype=torch.int64, device=device).to(torch.float32)
+    dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / half)  # (half,)
+    py = y[:, None] / dim_t  # (h, half)
+    px = x[:, None] / dim_t  # (w, half)
+    py = torch.stack((py[:, 0::2].sin(), py[:, 1::2].cos()), dim=2).flatten(1)  # (h, half) sin/cos interleaved
+    px = torch.stack((px[:, 0::2].sin(), px[:, 1::2].cos()), dim=2).flatten(1)  # (w, half)
+    pos = torch.cat((py[:, None, :].expand(h, w, half), px[None, :, :].expand(h, w, half)), dim=2)  # (h, w, d)
+    return pos.reshape(h * w, d_model).to(dtype)  # (h*w, d_model)
+
+
+class Attention(nn.Module):
+    """Multi-head attention; DETR adds positions to queries and keys, never to values."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                want_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """query (B, Tq, D), key/value (B, Tk, D) -> (B, Tq, D) and, if asked,
+        the attention weights averaged over heads (B, Tq, Tk)."""
+        q = self._split(self.q_proj(query))  # (B, heads, Tq, head_dim)
+        k = self._split(self.k_proj(key))  # (B, heads, Tk, head_dim)
+        v = self._split(self.v_proj(value))  # (B, heads, Tk, head_dim)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, Tq, head_dim)
+        weights = None
+        if want_weights:  # the same softmax SDPA computes, made explicit for the app to show
+            scores = (q.float() @ k.float().transpose(-2, -1)) * self.head_dim ** -0.5  # (B, heads, Tq, Tk)
+            weights = scores.softmax(dim=-1).mean(dim=1)  # (B, Tq, Tk)
+        b, _, tq, _ = out.shape
+        out = out.transpose(1, 2).reshape(b, tq, self.heads * self.head_dim)  # (B, Tq, D)
+        return self.out_proj(out), weights
+
+
+class EncoderLayer(nn.Module):
+    """Post-norm Transformer encoder layer over the flattened feature map."""
+
+    def __init__(self, cfg: DetrConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.self_attn = Attention(d, cfg.encoder_attention_heads)
+        self.self_attn_layer_norm = nn.LayerNorm(d)
+        self.fc1 = nn.Linear(d, cfg.encoder_ffn_dim)
+        self.fc2 = nn.Linear(cfg.encoder_ffn_dim, d)
+        self.final_layer_norm = nn.LayerNorm(d)
+        self.act = _ACTIVATIONS[cfg.activation_function]
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """x (B, HW, D), pos (1, HW, D) -> (B, HW, D)"""
+        qk = x + pos
+        x = self.self_attn_layer_norm(x + self.self_attn(qk, qk, x)[0])
+        return self.final_layer_norm(x + self.fc2(self.act(self.fc1(x))))
+
+
+class DecoderLayer(nn.Module):
+    """Self-attention among the object queries, cross-attention to the image, feed-forward."""
+
+    def __init__(self, cfg: DetrConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.self_attn = Attention(d, cfg.decoder_attention_heads)
+        self.self_attn_layer_norm = nn.LayerNorm(d)
+        self.encoder_attn = Attention(d, cfg.decoder_attention_heads)
+        self.encoder_attn_layer_norm = nn.LayerNorm(d)
+        self.fc1 = nn.Linear(d, cfg.decoder_ffn_dim)
+        self.fc2 = nn.Linear(cfg.decoder_ffn_dim, d)
+        self.final_layer_norm = nn.LayerNorm(d)
+        self.act = _ACTIVATIONS[cfg.activation_function]
+
+    def forward(self, x: torch.Tensor, query_pos: torch.Tensor, memory: torch.Tensor, pos: torch.Tensor,
+                want_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, Q, D) queries, query_pos (1, Q, D), memory (B, HW, D), pos (1, HW, D)
+        -> (B, Q, D) and, if asked, cross-attention weights (B, Q, HW)."""
+        qk = x + query_pos
+        x = self.self_attn_layer_norm(x + self.self_attn(qk, qk, x)[0])
+        attended, weights = self.encoder_attn(x + query_pos, memory + pos, memory, want_weights)
+        x = self.encoder_attn_layer_norm(x + attended)
+        x = self.final_layer_norm(x + self.fc2(self.act(self.fc1(x))))
+        return x, weights
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: DetrConfig) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """(B, HW, D) -> (B, HW, D)"""
+        for layer in self.layers:
+            x = layer(x, pos)
+        return x
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: DetrConfig) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
+        self.layernorm = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, x: torch.Tensor, query_pos: torch.Tensor, memory: torch.Tensor, pos: torch.Tensor,
+                want_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, Q, D) -> (B, Q, D); the LAST layer's cross-attention (B, Q, HW) when asked."""
+        weights = None
+        for i, layer in enumerate(self.layers):
+            x, weights = layer(x, query_pos, memory, pos, want_weights and i == len(self.layers) - 1)
+        return self.layernorm(x), weights
+
+
+class BoxHead(nn.Module):
+    """3-layer MLP -> (cx, cy, w, h) logits; the sigmoid is applied by the model."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, 4)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, Q, D) -> (B, Q, 4)"""
+        x = F.relu(self.layers[0](x))
+        x = F.relu(self.layers[1](x))
+        return self.layers[2](x)
+
+
+@dataclass
+class DetrOutput:
+    logits: torch.Tensor  # (B, Q, num_labels + 1); the last class is "no object"
+    boxes: torch.Tensor  # (B, Q, 4) cx, cy, w, h relative to the image
+    cross_attention: torch.Tensor | None  # (B, Q, h, w) last decoder layer, mean over heads
+    feature_size: tuple[int, int]  # (h, w) of the backbone feature map
+
+
+class DetrForObjectDetection(nn.Module):
+    def __init__(self, cfg: DetrConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.backbone = ResNet(cfg.backbone)
+        self.input_projection = nn.Conv2d(self.backbone.out_channels, cfg.d_model, 1)
+        self.query_position_embeddings = nn.Embedding(cfg.num_queries, cfg.d_model)  # the object queries
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        self.class_labels_classifier = nn.Linear(cfg.d_model, cfg.num_labels + 1)  # +1: "no object"
+        self.bbox_predictor = BoxHead(cfg.d_model)
+        self._pos_cache: dict[tuple, torch.Tensor] = {}
+
+    def _positions(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+        key = (h, w, like.device, like.dtype)
+        pos = self._pos_cache.get(key)
+        if pos is None:
+            if len(self._pos_cache) > 8:
+                self._pos_cache.clear()
+            pos = sine_position_encoding(h, w, self.config.d_model, like.device, like.dtype)[None]  # (1, HW, D)
+            self._pos_cache[key] = pos
+        return pos
+
+    def forward(self, pixel_values: torch.Tensor, want_attention: bool = False) -> DetrOutput:
+        """pixel_values (B, 3, H, W), normalised, same size for the whole batch (no padding) ->
+        DetrOutput with logits (B, Q, L+1), boxes (B, Q, 4) and optionally cross-attention."""
+        features = self.backbone(pixel_values)  # (B, C, h, w), stride 32
+        x = self.input_projection(features)  # (B, D, h, w)
+        b, d, h, w = x.shape
+        x = x.flatten(2).transpose(1, 2).contiguous()  # (B, h*w, D)
+        pos = self._positions(h, w, x)  # (1, h*w, D)
+        memory = self.encoder(x, pos)  # (B, h*w, D)
+        query_pos = self.query_position_embeddings.weight[None]  # (1, Q, D)
+        queries = torch.zeros(b, query_pos.shape[1], d, dtype=x.dtype, device=x.device)  # (B, Q, D)
+        hs, attn = self.decoder(queries, query_pos, memory, pos, want_attention)  # (B, Q, D)
+        logits = self.class_labels_classifier(hs)  # (B, Q, L+1)
+        boxes = self.bbox_predictor(hs).sigmoid()  # (B, Q, 4)
+        if attn is not None:
+            attn = attn.reshape(b, attn.shape[1], h, w)  # (B, Q, h, w)
+        return DetrOutput(logits, boxes, attn, (h, w))
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+_BACKBONE_PREFIXES = ("backbone.conv_encoder.model.", "backbone.model.", "backbone.conv_encoder.")
+
+
+def remap(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Hub DETR keys (timm or transformers ResNet backbone) -> this module's keys, with the
+    backbone's frozen BatchNorms folded into its convolutions. Pure: the input is not changed."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in drop_legacy_buffers(state).items():
+        k = key[len("model."):] if key.startswith("model.") else key
+        for prefix in _BACKBONE_PREFIXES:
+            if k.startswith(prefix):
+                k = "backbone." + hf_to_timm(k[len(prefix):])
+                break
+        if k.startswith("backbone.fc."):
+            continue  # a timm classifier head, unused by DETR
+        # names used inside transformers 5 (accepted in case a checkpoint carries them)
+        k = k.replace(".o_proj.", ".out_proj.").replace(".mlp.fc1.", ".fc1.").replace(".mlp.fc2.", ".fc2.")
+        out[k] = value
+    return fold_state(out, prefix="backbone.")
+
+
+def from_checkpoint(config: Mapping, state: Mapping[str, torch.Tensor]) -> DetrForObjectDetection:
+    """Build DETR from ``config.json`` and hub weights, loading them with strict key checks."""
+    cfg = DetrConfig.from_hf(config)
+    weights = remap(state)
+    cfg = replace(cfg, backbone=cfg.backbone.with_widths_of(weights, "backbone."))
+    model = DetrForObjectDetection(cfg)
+    try:
+        load_strict(model, weights, "DETR")
+    except RuntimeError as exc:  # size mismatches
+        lines = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
+        raise CheckpointError("The weights do not fit DETR built from config.json: "
+                              + "; ".join(lines[:6] or [str(exc)[:500]])) from None
+    return model.eval()
