@@ -1,0 +1,260 @@
+"""Microphone source: a sounddevice InputStream, resampled to 16 kHz mono, emitted as blocks.
+
+Every audio source of the Speech tab (this one and :class:`gui.sources.audio_file.AudioFileSource`)
+has the same Qt interface, :class:`AudioSource`:
+
+- ``blockReady(block, t_s)``  a float32 16 kHz mono block (~50-100 ms) and the stream time of
+  its first sample (seconds since start);
+- ``levelChanged(rms, peak)`` linear 0..1 level of that block;
+- ``errorOccurred(message)``  a message for the person (no microphone, device failed to open...);
+- ``started()`` / ``stopped()``.
+
+The sounddevice callback runs on PortAudio's thread: it only downmixes, resamples, measures and
+emits; Qt queues the signals to the receivers' (UI) thread. Nothing here blocks the UI.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+BLOCK_S = 0.064  # ~64 ms blocks
+
+
+class StreamResampler:
+    """Block-by-block resampling with state carried across blocks (no seams at block edges).
+
+    A streaming anti-alias low-pass (Butterworth, SOS form with kept state) below the target's
+    Nyquist frequency, then linear interpolation at a continuous fractional position. Cheap and
+    exact in timing for any pair of rates; identity when the rates are equal.
+    """
+
+    def __init__(self, from_rate: float, to_rate: float = SAMPLE_RATE) -> None:
+        self.from_rate = float(from_rate)
+        self.to_rate = float(to_rate)
+        self.step = self.from_rate / self.to_rate  # input samples per output sample
+        self._sos = None
+        self._zi = None
+        if self.to_rate < self.from_rate:
+            from scipy.signal import butter, sosfilt_zi
+            cutoff = 0.45 * self.to_rate / (self.from_rate / 2.0)  # 0.9 x target Nyquist
+            self._sos = butter(8, cutoff, output="sos")
+            self._zi = sosfilt_zi(self._sos) * 0.0
+        self._t = 0.0  # position of the next output sample, relative to the next block's start
+        self._prev = 0.0  # last input sample of the previous block (position -1)
+
+    @property
+    def identity(self) -> bool:
+        return self.from_rate == self.to_rate
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        x = np.asarray(block, dtype=np.float32).reshape(-1)
+        if self.identity or len(x) == 0:
+            return x.copy() if self.identity else np.zeros(0, np.float32)
+        if self._sos is not None:
+            from scipy.signal import sosfilt
+            x, self._zi = sosfilt(self._sos, x, zi=self._zi)
+        last = len(x) - 1
+        if self._t > last:
+            n = 0
+        else:
+            n = int(np.floor((last - self._t) / self.step + 1e-9)) + 1
+        pos = self._t + self.step * np.arange(n)
+        xp = np.empty(len(x) + 1, np.float64)
+        xp[0] = self._prev
+        xp[1:] = x
+        out = np.interp(pos + 1.0, np.arange(len(xp), dtype=np.float64), xp).astype(np.float32)
+        self._t = self._t + n * self.step - len(x)
+        self._prev = float(x[-1])
+        return out
+
+
+@dataclass(frozen=True)
+class InputDevice:
+    index: int
+    name: str
+    default_rate: float
+    channels: int
+    hostapi: str = ""
+    is_default: bool = False
+
+    @property
+    def label(self) -> str:
+        star = " (default)" if self.is_default else ""
+        return f"{self.name}{star} — {self.default_rate / 1000:g} kHz, {self.channels} ch"
+
+
+def list_input_devices() -> list[InputDevice]:
+    """Every device with input channels; an empty list (logged) when PortAudio has none or fails."""
+    try:
+        import sounddevice as sd
+    except (ImportError, OSError) as e:  # OSError: libportaudio missing
+        log.warning("sounddevice unavailable: %s", e)
+        return []
+    try:
+        devices = sd.query_devices()
+        hostapis = sd.query_hostapis()
+        try:
+            default_in = sd.default.device[0]
+        except Exception:  # noqa: BLE001 - PortAudio raises bare PortAudioError here
+            default_in = -1
+    except Exception as e:  # noqa: BLE001
+        log.warning("cannot list audio devices: %s", e)
+        return []
+    out = []
+    for d in devices:
+        if d.get("max_input_channels", 0) <= 0:
+            continue
+        api = hostapis[d["hostapi"]]["name"] if 0 <= d.get("hostapi", -1) < len(hostapis) else ""
+        out.append(InputDevice(int(d["index"]), str(d["name"]), float(d["default_samplerate"]),
+                               int(d["max_input_channels"]), api, int(d["index"]) == default_in))
+    return out
+
+
+def rescan_devices() -> None:
+    """Make PortAudio enumerate devices again (it does so only at initialisation)."""
+    try:
+        import sounddevice as sd
+        sd._terminate()  # noqa: SLF001 - the documented way to re-scan in sounddevice
+        sd._initialize()  # noqa: SLF001
+    except Exception as e:  # noqa: BLE001
+        log.warning("cannot re-scan audio devices: %s", e)
+
+
+class AudioSource(QObject):
+    """The signal interface every Speech-tab audio source has (see the module docstring)."""
+
+    blockReady = Signal(object, float)  # (float32 16 kHz mono block, stream time of its first sample)
+    levelChanged = Signal(float, float)  # (rms, peak), linear 0..1
+    errorOccurred = Signal(str)
+    started = Signal()
+    stopped = Signal()
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._emitted = 0  # 16 kHz samples emitted since start
+
+    def start(self) -> bool:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def is_running(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def description(self) -> str:
+        return type(self).__name__
+
+    def _emit_block(self, block: np.ndarray) -> None:
+        """Emit one 16 kHz block with its stream time and level (any thread)."""
+        if len(block) == 0:
+            return
+        t = self._emitted / SAMPLE_RATE
+        self._emitted += len(block)
+        rms = float(np.sqrt(np.dot(block, block) / len(block)))
+        peak = float(np.max(np.abs(block)))
+        self.blockReady.emit(block, t)
+        self.levelChanged.emit(min(rms, 1.0), min(peak, 1.0))
+
+
+class MicrophoneSource(AudioSource):
+    """A sounddevice input device, opened at 16 kHz if it can, else at its default rate."""
+
+    def __init__(self, device: int | str | None = None, block_s: float = BLOCK_S,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.device = device
+        self.block_s = block_s
+        self.rate: float | None = None
+        self.overflows = 0
+        self._stream = None
+        self._resampler: StreamResampler | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def description(self) -> str:
+        return f"microphone {self.device!r} at {self.rate or 0:g} Hz"
+
+    def is_running(self) -> bool:
+        return self._stream is not None
+
+    def _candidate_rates(self, sd, device) -> list[float]:
+        info = sd.query_devices(device, "input")
+        rates = [float(SAMPLE_RATE), float(info["default_samplerate"])]
+        return list(dict.fromkeys(r for r in rates if r > 0))
+
+    def start(self) -> bool:
+        """Open and start the device. On failure emit ``errorOccurred`` and return False."""
+        if self._stream is not None:
+            return True
+        try:
+            import sounddevice as sd
+        except (ImportError, OSError) as e:
+            self.errorOccurred.emit(f"Audio input is unavailable (PortAudio could not be loaded: {e}).")
+            return False
+        if not list_input_devices():
+            self.errorOccurred.emit("No microphone found. Connect one and press refresh, "
+                                    "or open an audio file instead.")
+            return False
+        device = self.device
+        try:
+            rates = self._candidate_rates(sd, device)
+        except Exception as e:  # noqa: BLE001 - unknown device name/index, PortAudioError
+            self.errorOccurred.emit(f"Microphone {device!r} is not available: {e}")
+            return False
+        last_error: Exception | None = None
+        for rate in rates:
+            try:
+                sd.check_input_settings(device=device, samplerate=rate, channels=1, dtype="float32")
+            except Exception as e:  # noqa: BLE001
+                last_error = e
+                continue
+            try:
+                self._resampler = StreamResampler(rate, SAMPLE_RATE)
+                self._emitted = 0
+                stream = sd.InputStream(device=device, samplerate=rate, channels=1, dtype="float32",
+                                        blocksize=int(round(rate * self.block_s)), callback=self._callback)
+                stream.start()
+            except Exception as e:  # noqa: BLE001
+                last_error = e
+                log.info("opening %r at %g Hz failed: %s", device, rate, e)
+                continue
+            self._stream = stream
+            self.rate = rate
+            log.info("microphone %r open at %g Hz", device, rate)
+            self.started.emit()
+            return True
+        self.errorOccurred.emit(f"Could not open the microphone {device if device is not None else '(default)'}: "
+                                f"{last_error}")
+        return False
+
+    def stop(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        try:
+            stream.stop()
+            stream.close()
+        except Exception as e:  # noqa: BLE001
+            log.warning("closing the microphone: %s", e)
+        self.stopped.emit()
+
+    def _callback(self, indata, frames, time_info, status) -> None:  # PortAudio thread
+        if status and status.input_overflow:
+            self.overflows += 1
+        x = indata[:, 0] if indata.shape[1] == 1 else indata.mean(axis=1)
+        with self._lock:
+            resampler = self._resampler
+            if resampler is None:
+                return
+            self._emit_block(resampler.process(x))
