@@ -351,3 +351,12 @@ def build(config: Wav2Vec2Config, state: dict[str, torch.Tensor], head: str) -> 
     model = HEADS[head](config)
     load_strict(model, remap(state), f"Wav2Vec2 with a {head} head")
     return model.eval().requires_grad_(False)
+
+
+def load(folder, placement, head: str) -> nn.Module:
+    """Config + weights of a checkpoint folder -> model with ``head`` on ``placement`` (device, dtype)."""
+    from ..hub import load_weights, read_json
+
+    config = Wav2Vec2Config.from_hf(read_json(folder, "config.json"))
+    model = build(config, load_weights(folder), head)
+    return model.to(device=placement.device, dtype=placement.dtype)

@@ -1,0 +1,153 @@
+"""CTC (connectionist temporal classification) vocabulary and greedy decoding, no torch.
+
+Greedy decoding takes the best token of every 20 ms frame, merges runs of the same token,
+drops the blank (the pad token) and turns the word delimiter ``|`` into a space — the same
+text, character offsets and word offsets as transformers' ``Wav2Vec2CTCTokenizer.decode``
+(``output_char_offsets`` / ``output_word_offsets``). Offsets are frame indices; times are
+``offset * inputs_to_logits_ratio / sampling_rate`` seconds.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CheckpointError
+
+
+@dataclass(frozen=True)
+class Offset:
+    """A decoded character or word and its frame span [start, end)."""
+
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Decoded:
+    text: str
+    chars: tuple[Offset, ...]  # every non-blank token group, the delimiter as " "
+    words: tuple[Offset, ...]
+
+
+def _token_text(tok) -> str | None:
+    if tok is None or isinstance(tok, str):
+        return tok
+    if isinstance(tok, dict):
+        return tok.get("content")
+    return None
+
+
+@dataclass(frozen=True)
+class CTCVocab:
+    tokens: tuple[str, ...]  # id -> token
+    pad_token: str = "<pad>"  # the CTC blank
+    unk_token: str = "<unk>"
+    word_delimiter: str = "|"
+    replace_word_delimiter: str = " "
+    do_lower_case: bool = False
+    clean_up_spaces: bool = False
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> CTCVocab:
+        """From ``vocab.json`` and (optionally) ``tokenizer_config.json`` / ``special_tokens_map.json``."""
+        folder = Path(folder)
+        cfg = _json(folder / "tokenizer_config.json")
+        special = _json(folder / "special_tokens_map.json")
+        vocab_path = folder / "vocab.json"
+        if not vocab_path.is_file():
+            raise CheckpointError(f"{folder} has no vocab.json: it is not a CTC speech-recognition checkpoint.")
+        vocab = _json(vocab_path)
+        if vocab and all(isinstance(v, dict) for v in vocab.values()):  # multilingual (MMS) vocab
+            lang = cfg.get("target_lang")
+            if lang not in vocab:
+                raise CheckpointError(f"vocab.json holds several languages; tokenizer_config.json names none of them "
+                                      f"({', '.join(sorted(vocab)[:8])}, ...).")
+            vocab = vocab[lang]
+        id2tok: dict[int, str] = {}
+        for tok, i in vocab.items():
+            id2tok[int(i)] = tok
+        for i, tok in (cfg.get("added_tokens_decoder") or {}).items():
+            id2tok.setdefault(int(i), _token_text(tok) or "")
+        for tok, i in _json(folder / "added_tokens.json").items():
+            id2tok.setdefault(int(i), tok)
+        if not id2tok:
+            raise CheckpointError(f"{vocab_path} is empty.")
+        size = max(id2tok) + 1
+
+        def pick(key: str, default: str) -> str:
+            return _token_text(cfg.get(key)) or _token_text(special.get(key)) or default
+
+        unk = pick("unk_token", "<unk>")
+        return cls(tokens=tuple(id2tok.get(i, unk) for i in range(size)),
+                   pad_token=pick("pad_token", "<pad>"), unk_token=unk,
+                   word_delimiter=pick("word_delimiter_token", "|"),
+                   replace_word_delimiter=cfg.get("replace_word_delimiter_char", " ") or " ",
+                   do_lower_case=bool(cfg.get("do_lower_case", False)),
+                   clean_up_spaces=bool(cfg.get("clean_up_tokenization_spaces", False)))
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokens.index(self.pad_token) if self.pad_token in self.tokens else -1
+
+    def token(self, i: int) -> str:
+        return self.tokens[i] if 0 <= i < len(self.tokens) else self.unk_token
+
+
+def _json(p: Path) -> dict:
+    if not p.is_file():
+        return {}
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{p} is not valid JSON: {exc}") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def clean_up_tokenization(text: str) -> str:
+    for a, b in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                 (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
+        text = text.replace(a, b)
+    return text
+
+
+def decode(ids: np.ndarray | list[int], vocab: CTCVocab) -> Decoded:
+    """Greedy CTC decoding of per-frame token ids (T,) -> text, character and word frame offsets."""
+    tokens = [vocab.token(int(i)) for i in np.asarray(ids, dtype=np.int64).reshape(-1)]
+    chars: list[Offset] = []
+    frame = 0
+    for tok, run in groupby(tokens):  # repeated tokens are one emission
+        n = sum(1 for _ in run)
+        if tok != vocab.pad_token:  # the blank separates, and is dropped
+            text = vocab.replace_word_delimiter if tok == vocab.word_delimiter else tok
+            chars.append(Offset(text, frame, frame + n))
+        frame += n
+    text = "".join(c.text for c in chars).strip()
+    if vocab.do_lower_case:
+        text = text.lower()
+    if vocab.clean_up_spaces:
+        text = clean_up_tokenization(text)
+    return Decoded(text, tuple(chars), tuple(_words(chars, vocab.replace_word_delimiter)))
+
+
+def _words(chars: list[Offset], space: str) -> list[Offset]:
+    """Characters between delimiters form a word spanning its first char's start to its last's end."""
+    words: list[Offset] = []
+    word, start, end, in_word = "", 0, 0, False
+    for c in chars:
+        if c.text == space:
+            if in_word:
+                words.append(Offset(word, start, end))
+            in_word = False
+            continue
+        if not in_word:
+            word, start, in_word = "", c.start, True
+        word += c.text
+        end = c.end
+    if in_word:
+        words.append(Offset(word, start, end))
+    return words

@@ -1,0 +1,158 @@
+"""Speech recognition with Wav2Vec2 + CTC: 16 kHz mono float32 samples -> TranscriptionResult.
+
+    task = load_task("speech-recognition")
+    result = task(samples)                       # text, word and character Spans (seconds)
+
+Long audio is cut into overlapping chunks as transformers' ASR pipeline does with
+``chunk_length_s``/``stride_length_s``: every chunk is normalised and run on its own, the logits
+of the stride regions (context only) are dropped, the kept frames are joined and then decoded
+once, so no word is dropped or doubled at a chunk edge. A progress callback gets the transcript
+so far after every chunk; the CancelToken is checked between chunks.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import ctc
+from ..audio import FeatureSettings, check_samples, load_audio
+from ..cancel import CancelToken, check
+from ..device import Placement
+from ..errors import InputError
+from ..models import wav2vec2
+from ..results import CTCInternals, Span, Timings, TranscriptionOptions, TranscriptionResult
+from .base import Progress, StageClock, Task
+
+log = logging.getLogger(__name__)
+
+
+def chunk_plan(num_samples: int, align: int, sampling_rate: int, chunk_s: float,
+               stride_s: float) -> list[tuple[int, int, int, int]]:
+    """Chunks ``(start, end, stride_left, stride_right)`` in samples, as the ASR pipeline makes
+    them: lengths rounded to multiples of ``align`` (samples per logit frame), consecutive chunks
+    overlapping by ``stride_left + stride_right``. Audio up to ``chunk_s`` is one chunk."""
+    chunk_len = int(round(chunk_s * sampling_rate / align) * align)
+    left = right = int(round(stride_s * sampling_rate / align) * align)
+    if chunk_len <= 0 or num_samples <= chunk_len:
+        return [(0, num_samples, 0, 0)]
+    step = chunk_len - left - right
+    if step <= 0:
+        raise InputError(f"The chunk length ({chunk_s} s) must be more than twice the stride ({stride_s} s).")
+    plan = []
+    for start in range(0, num_samples, step):
+        end = min(start + chunk_len, num_samples)
+        is_last = start + chunk_len >= num_samples
+        s_left, s_right = (0 if start == 0 else left), (0 if is_last else right)
+        if end - start > s_left:  # a tail inside the previous chunk's stride adds nothing
+            plan.append((start, end, s_left, s_right))
+        if is_last:
+            break
+    return plan
+
+
+def kept_frames(chunk_samples: int, stride_left: int, stride_right: int, align: int) -> tuple[int, int]:
+    """Frame range [first, last) of a chunk's logits to keep (the pipeline's stride rescaling)."""
+    n = int(round(chunk_samples / align))
+    left = int(round(stride_left / chunk_samples * n))
+    right = int(round(stride_right / chunk_samples * n))
+    return left, n - right
+
+
+class SpeechRecognition(Task):
+    name = "speech-recognition"
+    options_type = TranscriptionOptions
+
+    def __init__(self, model_ref: str, folder: Path, placement: Placement, model: wav2vec2.Wav2Vec2ForCTC,
+                 vocab: ctc.CTCVocab, features: FeatureSettings) -> None:
+        super().__init__(model_ref, folder, placement)
+        self.model = model
+        self.vocab = vocab
+        self.features = features
+        self.sample_rate = features.sampling_rate
+        self.align = model.config.inputs_to_logits_ratio  # samples per logit frame (320)
+        self.frame_s = self.align / self.sample_rate  # seconds per frame (0.02)
+
+    @classmethod
+    def load(cls, model_ref: str, folder: Path, placement: Placement) -> SpeechRecognition:
+        vocab = ctc.CTCVocab.from_folder(folder)
+        model = wav2vec2.load(folder, placement, "ctc")
+        if len(vocab.tokens) > model.config.vocab_size:
+            log.warning("vocab.json has %d tokens, the CTC head %d", len(vocab.tokens), model.config.vocab_size)
+        return cls(model_ref, folder, placement, model, vocab, FeatureSettings.from_folder(folder))
+
+    # ------------------------------------------------------------------------------------------
+
+    def run(self, inputs: Any, options: TranscriptionOptions | None = None, *, cancel: CancelToken | None = None,
+            progress: Progress | None = None) -> TranscriptionResult:
+        """``inputs``: (N,) float32 samples at 16 kHz (or a file path). Returns the transcript."""
+        result = None
+        for fraction, result in self._steps(inputs, options, cancel):
+            if progress is not None and fraction < 1.0:
+                progress(fraction, result)
+        assert result is not None
+        return result
+
+    def stream(self, inputs: Any, options: TranscriptionOptions | None = None, *,
+               cancel: CancelToken | None = None) -> Iterator[TranscriptionResult]:
+        """Yields the transcript so far after every chunk, the final result last."""
+        for _, result in self._steps(inputs, options, cancel):
+            yield result
+
+    def logits(self, samples: np.ndarray) -> torch.Tensor:
+        """(N,) samples of one chunk -> CTC logits (T, vocab) float32 on the CPU."""
+        x = torch.from_numpy(self.features(samples))[None]  # (1, N)
+        x = x.to(device=self.placement.device, dtype=self.placement.dtype)
+        with torch.inference_mode():
+            return self.model(x)[0].float().cpu()  # (T, vocab)
+
+    def _steps(self, inputs: Any, options: TranscriptionOptions | None,
+               cancel: CancelToken | None) -> Iterator[tuple[float, TranscriptionResult]]:
+        opts = self._options(options)
+        clock = StageClock(self._sync())
+        with clock.stage("preprocess"):
+            if isinstance(inputs, (str, Path)):
+                inputs, _ = load_audio(inputs, self.sample_rate)
+            samples = check_samples(inputs)
+            plan = chunk_plan(samples.shape[0], self.align, self.sample_rate, opts.chunk_s, opts.stride_s)
+        duration = samples.shape[0] / self.sample_rate
+        ids: list[np.ndarray] = []
+        probs: list[np.ndarray] = []
+        for i, (start, end, s_left, s_right) in enumerate(plan):
+            check(cancel)
+            chunk = samples[start:end]
+            if self.model.config.num_frames(chunk.shape[0]) == 0:  # shorter than one receptive field
+                continue
+            with clock.stage("model"):
+                logits = self.logits(chunk)  # (T, vocab)
+            with clock.stage("postprocess"):
+                first, last = kept_frames(chunk.shape[0], s_left, s_right, self.align)
+                logits = logits[first:last]  # (kept, vocab): the stride regions were context only
+                ids.append(logits.argmax(dim=-1).numpy())
+                if opts.internals:
+                    probs.append(torch.softmax(logits, dim=-1).numpy())
+                partial = i + 1 < len(plan)
+                result = self._result(ids, probs, duration, opts.internals and not partial)
+            yield (i + 1) / len(plan), replace(result, timings=clock.timings())
+        if not ids:  # too short to hold one frame: nothing was said
+            yield 1.0, TranscriptionResult("", (), (), duration, clock.timings())
+
+    def _result(self, ids: list[np.ndarray], probs: list[np.ndarray], duration: float, internals: bool) -> TranscriptionResult:
+        frames = np.concatenate(ids) if ids else np.zeros(0, np.int64)  # (T,)
+        d = ctc.decode(frames, self.vocab)
+        t = self.frame_s
+        spans = lambda offs: tuple(Span(o.text, round(o.start * t, 4), round(o.end * t, 4)) for o in offs)  # noqa: E731
+        extra = None
+        if internals:
+            p = np.concatenate(probs) if probs else np.zeros((0, len(self.vocab.tokens)), np.float32)  # (T, vocab)
+            pad = self.vocab.pad_id
+            extra = CTCInternals(frame_s=t, top_ids=frames.astype(np.int64),
+                                 top_probs=p[np.arange(len(frames)), frames].astype(np.float32),
+                                 blank_prob=(p[:, pad] if pad >= 0 else np.zeros(len(frames))).astype(np.float32),
+                                 vocab=self.vocab.tokens)
+        return TranscriptionResult(d.text, spans(d.words), spans(d.chars), duration, Timings(), extra)
