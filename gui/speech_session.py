@@ -11,7 +11,8 @@ Speech detection is energy based, with an adaptive noise floor: a 20 ms frame is
 its energy is ``start_db`` above the floor (and above an absolute floor ``min_db``); once an
 utterance runs, frames only need ``continue_db`` above the floor (hysteresis). The floor
 follows quiet frames quickly downwards and slowly upwards, so a fan that starts humming
-becomes background after a few seconds instead of one endless utterance.
+becomes background after a few seconds instead of one endless utterance. The first
+``warmup_s`` (0.3 s) only learn the floor (press Start, then speak).
 
 :class:`SlidingWindow` gives the last ~1 s of audio every ~250 ms for live classification.
 """
@@ -37,10 +38,10 @@ class EndpointConfig:
     start_db: float = 10.0  # a frame this far above the noise floor may start speech
     continue_db: float = 6.0  # ...and this far keeps an utterance going (hysteresis)
     min_db: float = -50.0  # absolute: quieter frames (dBFS) are never speech
-    initial_floor_db: float = -60.0  # noise floor before anything was heard
     floor_down: float = 0.3  # per-frame adaptation of the floor towards quieter frames
     floor_up: float = 0.01  # ...towards louder non-speech frames
-    floor_up_in_speech: float = 0.0015  # ...while in speech (a noise that never stops still ends)
+    floor_up_in_speech: float = 0.003  # ...while in speech (a noise that never stops still ends)
+    warmup_s: float = 0.3  # at start the floor is learned (quietest frame) before detecting
     min_speech_s: float = 0.2  # voiced time needed before an onset counts as speech
     onset_gap_s: float = 0.12  # an onset candidate is dropped after this much silence
     end_silence_s: float = 0.5  # pause that ends an utterance
@@ -94,7 +95,7 @@ class SpeechSession:
         self._pre_fill = 0  # samples in the pre-roll ring (<= len(self._pre))
         self._pre_pos = 0
         self._state = _SILENCE
-        self.noise_floor_db = self.config.initial_floor_db
+        self.noise_floor_db = -100.0
         self.last_frame_db = -120.0
         self._n_utt = 0  # samples in the utterance buffer
         self._utt_start = 0  # stream sample of the utterance buffer's first sample
@@ -179,6 +180,12 @@ class SpeechSession:
         f = self._frame
         db = 10.0 * np.log10(float(np.dot(frame, frame)) / f + 1e-12)
         self.last_frame_db = db
+        if self._samples < self.config.warmup_s * cfg.sample_rate:
+            # learn the room: the quietest frame so far is the floor; keep the audio as pre-roll
+            self.noise_floor_db = max(-100.0, db if self._samples == 0 else min(self.noise_floor_db, db))
+            self._pre_push(frame)
+            self._samples += f
+            return
         floor = self.noise_floor_db
         thr_start = max(floor + cfg.start_db, cfg.min_db)
         thr_cont = max(floor + cfg.continue_db, cfg.min_db)
