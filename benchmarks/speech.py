@@ -1,0 +1,206 @@
+"""`python main.py bench speech-recognition|audio-classification`: our Wav2Vec2 vs transformers'.
+
+Ours: engine.load_task(...) (numpy feature extractor, SDPA, folded weight norm, numpy CTC decode).
+Theirs: Wav2Vec2FeatureExtractor + Wav2Vec2ForCTC / ForSequenceClassification + the tokenizer's
+decode (or softmax top-k). Same checkpoint, same 5 s clip (espeak-ng speech when installed, else
+a synthetic vowel-like signal), interleaved in one process; medians over ``--repeats`` after warm-up.
+Without --model and without the default in the cache, a random-weight checkpoint with the real
+dimensions (wav2vec2-base-960h / superb-ks) is built once under ~/.cache/taskscope/bench.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(os.path.expanduser("~/.cache/taskscope/bench"))
+DEFAULTS = {"speech-recognition": "facebook/wav2vec2-base-960h", "audio-classification": "superb/wav2vec2-base-superb-ks"}
+VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", "E", "T", "A", "O", "N", "I", "H", "S", "R", "D", "L", "U", "M", "W",
+         "C", "F", "G", "Y", "P", "B", "V", "K", "'", "X", "J", "Q", "Z"]
+KS_LABELS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "_silence_", "_unknown_"]
+SENTENCE = "Taskscope shows how transformer models hear speech, one twenty millisecond frame at a time."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="ID|DIR", help="hub id or checkpoint folder (default: the catalog's default "
+                   "if downloaded, else a random-weight checkpoint with its dimensions)")
+    p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N, mps")
+    p.add_argument("--precision", choices=("exact", "fast", "both"), default="both")
+    p.add_argument("--repeats", type=int, default=10, help="timed runs per implementation (after 2 warm-ups)")
+    p.add_argument("--seconds", type=float, default=5.0, help="clip length in seconds (default 5)")
+
+
+# ---------------------------------------------------------------------------- inputs
+
+def _build_random(folder: Path, task: str) -> Path:
+    """A random-weight checkpoint with the real base dimensions (12 x 768, conv 512 x 7, 32 tokens)."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2ForSequenceClassification
+
+    torch.manual_seed(0)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=folder.name + ".tmp"))
+    if task == "speech-recognition":
+        model = Wav2Vec2ForCTC(Wav2Vec2Config(vocab_size=32)).eval()
+        with torch.no_grad():  # decisive, varied emissions so the transcript is not empty
+            model.lm_head.weight.normal_(0.0, 0.5)
+            model.lm_head.bias.normal_(0.0, 1.0)
+    else:
+        cfg = Wav2Vec2Config(use_weighted_layer_sum=True, classifier_proj_size=256,
+                             id2label=dict(enumerate(KS_LABELS)), label2id={l: i for i, l in enumerate(KS_LABELS)})
+        model = Wav2Vec2ForSequenceClassification(cfg).eval()
+    model.save_pretrained(tmp)
+    (tmp / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(VOCAB)}))
+    (tmp / "tokenizer_config.json").write_text(json.dumps({"pad_token": "<pad>", "unk_token": "<unk>", "bos_token": "<s>",
+                                                           "eos_token": "</s>", "word_delimiter_token": "|",
+                                                           "do_lower_case": False,
+                                                           "tokenizer_class": "Wav2Vec2CTCTokenizer"}))
+    (tmp / "preprocessor_config.json").write_text(json.dumps({
+        "do_normalize": True, "feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1,
+        "padding_side": "right", "padding_value": 0.0, "return_attention_mask": False, "sampling_rate": 16000}))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
+def _checkpoint(args, task: str) -> tuple[str, Path, bool]:
+    from engine import hub, is_cached
+    ref = args.model or DEFAULTS[task]
+    if args.model or is_cached(ref):
+        return ref, hub.resolve(ref), False
+    folder = BENCH_DIR / ("wav2vec2-base-960h-random" if task == "speech-recognition" else "wav2vec2-base-superb-ks-random")
+    if not (folder / "model.safetensors").is_file():
+        print(f"{ref} is not downloaded: building a random-weight checkpoint with its dimensions in {folder} ...")
+        _build_random(folder, task)
+    return ref + " (RANDOM WEIGHTS, real dimensions)", folder, True
+
+
+def _clip(seconds: float):
+    """(N,) float32 16 kHz: espeak-ng speech (repeated to length) or a synthetic vowel-like signal."""
+    import numpy as np
+    from engine.audio import load_audio
+
+    n = int(seconds * 16000)
+    if shutil.which("espeak-ng"):
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d) / "s.wav"
+            subprocess.run(["espeak-ng", "-w", str(p), SENTENCE], check=True, capture_output=True, timeout=60)
+            x, _ = load_audio(p)
+        return np.resize(x, n).astype(np.float32), "espeak-ng speech"
+    t = np.arange(n) / 16000
+    f0 = 120 + 30 * np.sin(2 * np.pi * 0.7 * t)
+    x = sum(np.sin(2 * np.pi * k * np.cumsum(f0) / 16000) / k for k in range(1, 8)) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    return (0.1 * x).astype(np.float32), "synthetic voiced signal"
+
+
+# ---------------------------------------------------------------------------- timing
+
+def _median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def _run(args, task_name: str) -> int:
+    import numpy as np
+    import torch
+    from engine import EngineError, load_task
+
+    ref, folder, random_weights = _checkpoint(args, task_name)
+    x, source = _clip(args.seconds)
+    print(f"model: {ref}\nfolder: {folder}\nclip: {args.seconds:.1f} s of {source}; device {args.device}; "
+          f"torch threads {torch.get_num_threads()}; repeats {args.repeats}")
+    from transformers import Wav2Vec2FeatureExtractor
+    fe = Wav2Vec2FeatureExtractor.from_pretrained(folder)
+    if task_name == "speech-recognition":
+        from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2ForCTC
+        theirs_model = Wav2Vec2ForCTC.from_pretrained(folder).eval()
+        tok = Wav2Vec2CTCTokenizer.from_pretrained(folder)
+    else:
+        from transformers import Wav2Vec2ForSequenceClassification
+        theirs_model = Wav2Vec2ForSequenceClassification.from_pretrained(folder).eval()
+
+    precisions = ["exact", "fast"] if args.precision == "both" else [args.precision]
+    rows = []
+    for precision in precisions:
+        try:
+            task = load_task(task_name, str(folder), device=args.device, precision=precision)
+        except EngineError as exc:
+            print(f"\n[{precision}] not run: {exc}")
+            continue
+        dev, dtype = task.placement.device, task.placement.dtype
+        model = theirs_model.to(device=dev, dtype=dtype)
+        sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+        def theirs():
+            t0 = time.perf_counter()
+            inp = fe(x, sampling_rate=16000, return_tensors="pt")
+            inp = {k: v.to(dev, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in inp.items()}
+            sync()
+            t1 = time.perf_counter()
+            with torch.inference_mode():
+                logits = model(**inp).logits
+            sync()
+            t2 = time.perf_counter()
+            if task_name == "speech-recognition":
+                out = tok.batch_decode(logits.float().argmax(-1).cpu())[0]
+            else:
+                p = logits.float().softmax(-1)[0].cpu()
+                top = p.topk(min(5, p.numel()))
+                out = tuple(model.config.id2label[int(i)] for i in top.indices)
+            t3 = time.perf_counter()
+            return out, ((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t3 - t0) * 1e3)
+
+        def ours():
+            t0 = time.perf_counter()
+            r = task(x)
+            total = (time.perf_counter() - t0) * 1e3
+            out = r.text if task_name == "speech-recognition" else r.labels
+            tm = r.timings
+            return out, (tm.preprocess_ms, tm.model_ms, tm.postprocess_ms, total)
+
+        for _ in range(2):
+            ours(), theirs()
+        o_t, t_t = [], []
+        o_out = t_out = None
+        for _ in range(args.repeats):
+            o_out, ot = ours()
+            t_out, tt = theirs()
+            o_t.append(ot)
+            t_t.append(tt)
+        om = [_median([t[i] for t in o_t]) for i in range(4)]
+        tm = [_median([t[i] for t in t_t]) for i in range(4)]
+        rows.append((precision, task.placement.describe(), om, tm, o_out == t_out, o_out, t_out))
+        model.to(dtype=torch.float32)
+
+    dur = len(x) / 16000
+    for precision, where, om, tm, same, o_out, t_out in rows:
+        print(f"\n[{precision}] {where}   (median ms)")
+        print(f"{'stage':<14}{'ours':>10}{'transformers':>14}")
+        for i, stage in enumerate(("preprocess", "model", "postprocess", "end to end")):
+            print(f"{stage:<14}{om[i]:>10.1f}{tm[i]:>14.1f}")
+        print(f"ratio transformers/ours end to end: {tm[3] / om[3]:.2f}x")
+        print(f"real-time factor (processing / audio): ours {om[3] / 1e3 / dur:.3f}, transformers {tm[3] / 1e3 / dur:.3f}")
+        what = "text" if task_name == "speech-recognition" else "top-5 labels"
+        print(f"identical {what}: {'yes' if same else 'NO'}")
+        if not same:
+            print(f"  ours:         {o_out!r}\n  transformers: {t_out!r}")
+        elif task_name == "speech-recognition":
+            print(f"  text: {str(o_out)[:90]!r}{'...' if len(str(o_out)) > 90 else ''}")
+    if random_weights:
+        print("\nNote: random weights (the real checkpoint is not downloaded); timings are representative, "
+              "the transcript/labels are not meaningful.")
+    if not rows:
+        return 1
+    return 0
+
+
+def run_recognition(args) -> int:
+    return _run(args, "speech-recognition")
+
+
+def run_classification(args) -> int:
+    return _run(args, "audio-classification")
