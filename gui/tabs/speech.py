@@ -316,7 +316,7 @@ class SpeechTab(QWidget):
         if self.is_recording():
             self.stop()
         try:
-            audio = load_audio(path)
+            audio, _duration = load_audio(path)
         except EngineError as e:
             self._say(str(e), error=True)
             return False

@@ -13,12 +13,12 @@ class WaveformView(pg.PlotWidget):
                  columns: int = 800) -> None:
         super().__init__(parent)
         self.sample_rate = sample_rate
-        self.size = int(seconds * sample_rate)
+        self.capacity = int(seconds * sample_rate)
         self.columns = columns
-        self.bucket = max(1, self.size // columns)
-        self.size = self.bucket * columns
-        self._ring = np.zeros(self.size, np.float32)
-        self._ordered = np.zeros(self.size, np.float32)
+        self.bucket = max(1, self.capacity // columns)
+        self.capacity = self.bucket * columns
+        self._ring = np.zeros(self.capacity, np.float32)
+        self._ordered = np.zeros(self.capacity, np.float32)
         self._env = np.zeros(2 * columns, np.float32)  # interleaved max/min per column
         self._x = np.repeat(np.linspace(-seconds, 0.0, columns, dtype=np.float32), 2)
         self._pos = 0
@@ -43,14 +43,14 @@ class WaveformView(pg.PlotWidget):
         x = np.asarray(block, np.float32).reshape(-1)
         n = len(x)
         self.pushed += n
-        if n >= self.size:
-            self._ring[:] = x[-self.size:]
+        if n >= self.capacity:
+            self._ring[:] = x[-self.capacity:]
             self._pos = 0
         else:
-            k = min(n, self.size - self._pos)
+            k = min(n, self.capacity - self._pos)
             self._ring[self._pos:self._pos + k] = x[:k]
             self._ring[:n - k] = x[k:]
-            self._pos = (self._pos + n) % self.size
+            self._pos = (self._pos + n) % self.capacity
         self._dirty = True
 
     def clear_audio(self) -> None:

@@ -1,0 +1,214 @@
+"""The real Speech tab with a real EngineClient and tiny random-weight wav2vec2 checkpoints, fed by
+a WAV played as a microphone (and once through PortAudio + a private PulseAudio virtual mic).
+
+Random weights give arbitrary (possibly empty) text: the tests check the events, times, widgets
+and files, never the words.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PySide6.QtCore import QSettings
+
+from gui.engine_thread import EngineClient
+from gui.sources.audio_file import AudioFileSource
+from gui.sources.microphone import list_input_devices
+from gui.tabs.speech import S_CLASSIFY, S_FILE, S_FINAL, S_PARTIAL, SpeechTab
+
+pytestmark = pytest.mark.gui
+
+SR = 16_000
+
+
+@pytest.fixture
+def engine(qtbot):
+    client = EngineClient()
+    yield client
+    assert client.shutdown(10_000)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def tab(qtbot, engine, settings, w2v_base_ctc, w2v_cls_weighted):
+    t = SpeechTab(engine, settings)
+    t.asr_picker.set_model(str(w2v_base_ctc))
+    t.cls_picker.set_model(str(w2v_cls_weighted))
+    qtbot.addWidget(t)
+    t.resize(1000, 700)
+    t.show()
+    outcomes = []
+    engine.resultReady.connect(outcomes.append)
+    t.outcomes = outcomes
+    yield t
+    t.shutdown()
+
+
+@pytest.fixture(scope="module")
+def two_sentences(tmp_path_factory, request):
+    """Two spoken sentences with a 1 s pause between them, 16 kHz mono."""
+    from tests.fixtures_wav2vec2 import make_speech_wav
+
+    folder = tmp_path_factory.mktemp("speech-gui")
+    parts = []
+    for i, text in enumerate(["Hello, this is the first sentence.", "And here is another one."]):
+        y, rate = sf.read(str(make_speech_wav(folder / f"s{i}.wav", text)), dtype="float32")
+        if rate != SR:
+            from scipy.signal import resample_poly
+            y = resample_poly(y, SR, rate).astype(np.float32)
+        parts += [np.zeros(int(0.6 * SR), np.float32), 0.8 * y]
+    x = np.concatenate(parts + [np.zeros(int(0.3 * SR), np.float32)])
+    path = folder / "two.wav"
+    sf.write(str(path), x, SR)
+    return path, len(x) / SR
+
+
+def by_stream(outcomes, stream):
+    return [o for o in outcomes if o.stream == stream]
+
+
+def test_live_transcription_from_wav_mic(qtbot, tab, two_sentences):
+    path, duration = two_sentences
+    source = AudioFileSource(path, speed=2.0, tail_s=1.0)
+    tab.set_source(source)
+    with qtbot.waitSignal(tab.recordingChanged, timeout=5000):
+        tab.record_btn.click()
+    assert tab.record_btn.text().endswith("Stop")
+    # the file ends -> the tab stops itself and the last final arrives
+    qtbot.waitUntil(lambda: not tab.is_recording(), timeout=20_000)
+    qtbot.waitUntil(lambda: len(by_stream(tab.outcomes, S_FINAL)) == 2 and tab._finals_pending == 0, timeout=20_000)
+
+    kinds = [e[0] for e in tab.events]
+    assert kinds.count("final") == 2 and kinds.count("start") == 2
+    assert kinds.count("partial") >= 3
+    assert by_stream(tab.outcomes, S_PARTIAL), "partial transcripts arrive while speaking"
+    finals = by_stream(tab.outcomes, S_FINAL)
+    assert [o.item_id for o in finals] == [0, 1]
+    for o in finals:
+        assert isinstance(o.result.text, str)
+        assert 0.0 <= o.meta["start_s"] < o.meta["end_s"] <= duration + 1.0
+        assert o.result.internals is not None  # the CTC strip's data
+    assert finals[0].meta["end_s"] <= finals[1].meta["start_s"]
+    # the first sentence starts at 0.6 s: the pre-roll keeps it, the end is before the pause ends
+    assert 0.2 < finals[0].meta["start_s"] < 0.7
+    # widgets: table rows, level meter, waveform, spectrogram, CTC strip
+    assert tab.table.rowCount() == 2
+    assert tab.table.item(0, 0).text().startswith("0:00.")
+    assert tab.level.updates > 20 and tab.level.peak_db > -30
+    assert tab.waveform.pushed >= int(duration * SR)
+    assert tab.spectrogram.columns_pushed > 100
+    assert tab.ctc.internals is not None
+    assert tab.record_btn.text().endswith("Start")
+
+
+def test_stop_finalizes_the_last_utterance(qtbot, tab, two_sentences):
+    path, _ = two_sentences
+    tab.set_source(AudioFileSource(path, speed=1.0))
+    tab.start()
+    qtbot.waitUntil(lambda: tab.session.in_speech, timeout=10_000)  # speaking now
+    tab.stop()  # Stop in the middle of the first sentence
+    assert not tab.is_recording()
+    qtbot.waitUntil(lambda: len(by_stream(tab.outcomes, S_FINAL)) == 1, timeout=15_000)
+    (final,) = by_stream(tab.outcomes, S_FINAL)
+    assert final.meta["reason"] == "flush"
+    assert tab.table.rowCount() == 1
+
+
+def test_live_classification_bars(qtbot, tab, two_sentences):
+    path, _ = two_sentences
+    tab.set_mode("classify")
+    assert tab.pages.currentIndex() == 1
+    tab.set_source(AudioFileSource(path, speed=1.0, loop=True))
+    tab.start()
+    qtbot.waitUntil(lambda: len(tab.bars.labels) == 5, timeout=15_000)
+    tab.stop()
+    got = by_stream(tab.outcomes, S_CLASSIFY)
+    assert got and abs(float(np.sum(got[-1].result.scores)) - 1.0) < 1.0  # probabilities (top-5 of 12)
+    assert all(0.0 <= s <= 1.0 for s in tab.bars.scores)
+    assert not by_stream(tab.outcomes, S_FINAL)
+
+
+def test_file_transcription_and_srt_export(qtbot, tab, speech_wav, tmp_path):
+    assert tab.open_file(speech_wav)
+    assert tab.progress.isVisible()
+    qtbot.waitUntil(lambda: tab.file_result is not None, timeout=20_000)
+    r = tab.file_result
+    assert not tab.progress.isVisible()
+    assert tab.table.rowCount() == len(r.words)
+    assert all(tab.export_btns[f].isEnabled() for f in ("txt", "srt", "vtt"))
+    assert tab.ctc.internals is not None and len(tab.ctc.internals.blank_prob) > 10
+    out = tab.export(tmp_path / "out.srt")
+    text = out.read_text(encoding="utf-8")
+    if r.words:  # a valid SRT: numbered cues with "hh:mm:ss,mmm --> hh:mm:ss,mmm"
+        import re
+        blocks = [b for b in text.strip().split("\n\n") if b.strip()]
+        assert blocks
+        for i, b in enumerate(blocks, 1):
+            lines = b.splitlines()
+            assert lines[0] == str(i)
+            assert re.fullmatch(r"\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}", lines[1])
+    vtt = tab.export(tmp_path / "out.vtt").read_text(encoding="utf-8")
+    assert vtt.startswith("WEBVTT")
+
+
+def test_corrupt_file_gives_a_message_and_the_tab_stays_usable(qtbot, tab, tmp_path, speech_wav):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage" * 3)
+    with qtbot.waitSignal(tab.message, timeout=2000) as sig:
+        assert tab.open_file(bad) is False
+    assert "broken.wav" in sig.args[0]
+    assert "broken.wav" in tab.msg.text()
+    assert not tab.progress.isVisible()
+    assert tab.open_file(speech_wav)  # still works afterwards
+    qtbot.waitUntil(lambda: tab.file_result is not None, timeout=20_000)
+    assert by_stream(tab.outcomes, S_FILE)
+
+
+def test_no_microphone_message(qtbot, engine, settings, monkeypatch):
+    monkeypatch.delenv("TASKSCOPE_FAKE_MIC", raising=False)
+    if list_input_devices():
+        pytest.skip("this machine has an audio input device")
+    t = SpeechTab(engine, settings)
+    qtbot.addWidget(t)
+    assert t.mic.currentText() == "No microphone found"
+    assert t.start() is False
+    assert "No microphone found" in t.msg.text()
+    assert not t.record_btn.isChecked()
+    t.shutdown()
+
+
+def test_settings_are_remembered(qtbot, engine, settings, w2v_base_ctc):
+    t = SpeechTab(engine, settings)
+    qtbot.addWidget(t)
+    t.asr_picker.set_model(str(w2v_base_ctc))
+    t.set_mode("classify")
+    t.shutdown()
+    t2 = SpeechTab(engine, settings)
+    qtbot.addWidget(t2)
+    assert t2.asr_picker.current_model() == str(w2v_base_ctc)
+    assert t2.mode.currentData() == "classify"
+    assert t2.handled_suffixes() >= {".wav", ".flac", ".ogg", ".mp3"}
+    t2.shutdown()
+
+
+def test_real_microphone_path_with_pulseaudio(qtbot, tab, pulse_mic, two_sentences):
+    path, _ = two_sentences
+    tab.refresh_devices()
+    names = [tab.mic.itemData(i) for i in range(tab.mic.count())]
+    assert "pulse" in names or "default" in names, names
+    tab.mic.setCurrentIndex(tab.mic.findData("pulse" if "pulse" in names else "default"))
+    tab.set_source(None)
+    assert tab.start(), tab.msg.text()
+    source = tab.source
+    pulse_mic.play(path, lead_s=0.3, tail_s=1.0)
+    qtbot.waitUntil(lambda: len(by_stream(tab.outcomes, S_FINAL)) >= 1, timeout=25_000)
+    assert source.rate in (16_000.0,) or source.rate > 0
+    assert tab.level.updates > 10 and tab.level.peak_db > -30
+    assert tab.waveform.pushed > SR
+    tab.stop()
+    final = by_stream(tab.outcomes, S_FINAL)[0]
+    assert 0.0 <= final.meta["start_s"] < final.meta["end_s"]
