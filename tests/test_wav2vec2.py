@@ -49,6 +49,10 @@ def test_ctc_logits_match_transformers(name, request, caplog):
         assert a.shape == b.shape
         assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
         assert a.shape[1] == ours.config.num_frames(n)
+    fast = w2v.optimize_for_inference(ours, torch.device("cpu"), torch.float32)  # fused q/k/v, packed GEMMs
+    with torch.inference_mode():
+        x = _wave(7000)
+        assert torch.allclose(fast(x), theirs(x).logits, atol=1e-4)
 
 
 def test_legacy_keys_really_legacy(w2v_legacy_ctc, w2v_base_ctc):
@@ -66,7 +70,9 @@ def test_classification_logits_match_transformers(name, request):
     x = _wave(12000, seed=3)
     with torch.inference_mode():
         a, b = ours(x), theirs(x).logits
-    assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+        assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+        fast = w2v.optimize_for_inference(ours, torch.device("cpu"), torch.float32)
+        assert torch.allclose(fast(x), b, atol=1e-4)
 
 
 def test_attention_mask_path_matches_transformers(w2v_large_ctc):

@@ -183,13 +183,25 @@ class SelfAttention(nn.Module):
         d = c.hidden_size
         self.heads = c.num_attention_heads
         self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(d, d) for _ in range(4))
+        self.qkv: nn.Module | None = None  # set by fuse_qkv() after loading: one GEMM instead of three
+
+    def fuse_qkv(self) -> None:
+        qkv = nn.Linear(self.q_proj.in_features, 3 * self.q_proj.out_features)
+        with torch.no_grad():
+            qkv.weight.copy_(torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]))  # (3D, D)
+            qkv.bias.copy_(torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]))  # (3D,)
+        self.qkv = qkv.to(self.q_proj.weight)
+        del self.q_proj, self.k_proj, self.v_proj
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, D), mask (B, 1, 1, T) bool or None -> (B, T, D)"""
         B, T, D = x.shape
         split = lambda t: t.view(B, T, self.heads, D // self.heads).transpose(1, 2)  # (B, heads, T, head_dim)
-        y = F.scaled_dot_product_attention(split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x)),
-                                           attn_mask=mask)  # (B, heads, T, head_dim)
+        if self.qkv is not None:
+            q, k, v = self.qkv(x).split(D, dim=-1)  # 3 x (B, T, D)
+        else:
+            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        y = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=mask)  # (B, heads, T, head_dim)
         return self.out_proj(y.transpose(1, 2).reshape(B, T, D))  # (B, T, D)
 
 
@@ -353,10 +365,43 @@ def build(config: Wav2Vec2Config, state: dict[str, torch.Tensor], head: str) -> 
     return model.eval().requires_grad_(False)
 
 
+class PackedLinear(nn.Module):
+    """A frozen Linear whose weight is pre-packed once for MKL's GEMM (CPU, float32): the same
+    product, computed faster than re-reading the plain weight on every call."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.weight, self.bias = linear.weight.detach(), linear.bias.detach()
+        self.packed = torch.ops.mkl._mkl_reorder_linear_weight(self.weight, 256)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., in) -> (..., out)"""
+        return torch.ops.mkl._mkl_linear(x, self.packed, self.weight, self.bias, x.numel() // x.shape[-1])
+
+
+def optimize_for_inference(model: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """Fuse q/k/v projections; on CPU in float32 also pre-pack the linear layers for MKL."""
+    for m in list(model.modules()):
+        if isinstance(m, SelfAttention):
+            m.fuse_qkv()
+    if device.type != "cpu" or dtype != torch.float32 or not torch.backends.mkl.is_available() \
+            or not hasattr(torch.ops.mkl, "_mkl_linear"):
+        return model
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear and child.bias is not None:
+                try:
+                    setattr(parent, name, PackedLinear(child))
+                except RuntimeError as exc:  # an MKL build without packed GEMM: keep the plain layer
+                    log.info("MKL weight packing unavailable (%s); using plain linear layers", exc)
+                    return model
+    return model
+
+
 def load(folder, placement, head: str) -> nn.Module:
     """Config + weights of a checkpoint folder -> model with ``head`` on ``placement`` (device, dtype)."""
     from ..hub import load_weights, read_json
 
     config = Wav2Vec2Config.from_hf(read_json(folder, "config.json"))
-    model = build(config, load_weights(folder), head)
-    return model.to(device=placement.device, dtype=placement.dtype)
+    model = build(config, load_weights(folder), head).to(device=placement.device, dtype=placement.dtype)
+    return optimize_for_inference(model, placement.device, placement.dtype)
