@@ -56,6 +56,9 @@ class CTCStrip(QWidget):
         p.fillPath(path, QColor(120, 120, 130))
         p.setPen(QPen(QColor(60, 60, 66)))
         p.drawLine(QPointF(r.left(), top_h), QPointF(r.right(), top_h))
+        p.setPen(QColor(170, 170, 175))
+        p.drawText(QRectF(r.left() + 4, r.top() + 1, 200, 14), Qt.AlignmentFlag.AlignLeft,
+                   f"CTC · P(blank) per {1000 * it.frame_s:.0f} ms frame")
         fm = p.fontMetrics()
         last_x = -1e9
         for i in range(t):

@@ -70,6 +70,7 @@ class SpectrogramView(pg.PlotWidget):
         super().__init__(parent)
         self.mel = LogMel(sample_rate, n_mels=n_mels)
         self.columns = int(seconds * sample_rate / self.mel.hop)
+        self.levels = levels
         self._ring = np.full((self.columns, n_mels), levels[0], np.float32)  # (time, mel) column-major image
         self._display = np.empty_like(self._ring)
         self._pos = 0
@@ -84,7 +85,7 @@ class SpectrogramView(pg.PlotWidget):
             self.image.setColorMap(pg.colormap.get("inferno"))
         except Exception:  # noqa: BLE001 - colour map data missing in a frozen build: stay grey
             pass
-        self.image.setLevels(levels)
+        self.image.setImage(self._ring, levels=levels)
         self.addItem(self.image)
         self.image.setRect(-seconds, 0, seconds, n_mels)
         self.setXRange(-seconds, 0, padding=0)
@@ -106,7 +107,7 @@ class SpectrogramView(pg.PlotWidget):
         self._dirty = self._dirty or len(cols) > 0
 
     def clear_audio(self) -> None:
-        self._ring[:] = self.image.levels[0] if self.image.levels is not None else -60.0
+        self._ring[:] = self.levels[0]
         self.mel.reset()
         self._dirty = True
 
@@ -115,4 +116,4 @@ class SpectrogramView(pg.PlotWidget):
             return
         self._dirty = False
         np.concatenate((self._ring[self._pos:], self._ring[:self._pos]), out=self._display)
-        self.image.setImage(self._display, autoLevels=False)
+        self.image.setImage(self._display, autoLevels=False, levels=self.levels)
