@@ -1,0 +1,371 @@
+"""The Taskscope window: Vision / Speech / Text tabs over one engine thread.
+
+``run_app(argv)`` is what ``python main.py`` calls. Settings live in QSettings (an INI file in
+``$TASKSCOPE_SETTINGS_DIR`` when that is set, as the tests do).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget, QToolBar,
+                               QWidget)
+
+import engine
+from gui.engine_thread import EngineClient
+from gui.widgets.download_dialog import DownloadDialog
+from gui.widgets.pickers import DevicePicker
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "Taskscope"
+ERROR_TIMEOUT_MS = 15000
+
+
+def make_settings() -> QSettings:
+    folder = os.environ.get("TASKSCOPE_SETTINGS_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return QSettings(str(Path(folder) / "taskscope.ini"), QSettings.Format.IniFormat)
+    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, APP_NAME, APP_NAME)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("taskscope")
+    except Exception:  # noqa: BLE001 - running from a checkout
+        return "0.1.0"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: QSettings | None = None, *, device: str | None = None,
+                 precision: str | None = None, offline: bool | None = None) -> None:
+        super().__init__()
+        self.settings = settings if settings is not None else make_settings()
+        self.setWindowTitle(APP_NAME)
+        self.setAcceptDrops(True)
+        self.last_error = ""
+        self._closed = False
+        self.engine = EngineClient(self)
+
+        # shared controls ------------------------------------------------------------
+        self.device_picker = DevicePicker()
+        self.device_picker.set_choice(device or self.settings.value("engine/device", None),
+                                      precision or self.settings.value("engine/precision", "exact"))
+        self.device_picker.changed.connect(self._on_device_changed)
+        if offline is None:
+            offline = _as_bool(self.settings.value("engine/offline", engine_offline_default()))
+        self.offline_action = QAction("Offline", self)
+        self.offline_action.setCheckable(True)
+        self.offline_action.setChecked(bool(offline))
+        self.offline_action.setToolTip("Offline: use only downloaded models and local folders; never download")
+        self.offline_action.toggled.connect(self._on_offline_toggled)
+        toolbar = QToolBar("Engine")
+        toolbar.setObjectName("engine-toolbar")
+        toolbar.setMovable(False)
+        toolbar.addWidget(self.device_picker)
+        toolbar.addSeparator()
+        toolbar.addAction(self.offline_action)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, toolbar)
+        self._apply_offline(bool(offline))
+        self.engine.configure(self.device_picker.device(), self.device_picker.precision(), bool(offline))
+
+        # tabs -----------------------------------------------------------------------
+        from gui.tabs.speech import SpeechTab
+        from gui.tabs.text import TextTab
+        from gui.tabs.vision import VisionTab
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.vision_tab = VisionTab(self.engine, self.settings)
+        self.speech_tab = SpeechTab(self.engine, self.settings)
+        self.text_tab = TextTab(self.engine, self.settings)
+        for tab, name in ((self.vision_tab, "Vision"), (self.speech_tab, "Speech"), (self.text_tab, "Text")):
+            self.tabs.addTab(tab, name)
+            for sig, handler in (("statusMessage", self.show_status), ("errorMessage", self.show_error),
+                                 ("message", self.show_status)):
+                signal = getattr(tab, sig, None)
+                if signal is not None and hasattr(signal, "connect"):
+                    signal.connect(handler)
+        self.setCentralWidget(self.tabs)
+
+        # status bar, errors, model loading -------------------------------------------
+        self.model_status = QLabel()
+        self.statusBar().addPermanentWidget(self.model_status)
+        self.engine.errorOccurred.connect(lambda _src, msg: self.show_error(msg))
+        self.engine.modelLoading.connect(self._on_model_loading)
+        self.engine.modelLoaded.connect(self._on_model_loaded)
+        self.engine.modelFailed.connect(self._on_model_failed)
+        self.download_dialog = DownloadDialog(self)
+        self.download_dialog.cancelRequested.connect(self.engine.cancel_loading)
+        self._dialog_timer = QTimer(self)
+        self._dialog_timer.setSingleShot(True)
+        self._dialog_timer.timeout.connect(self._show_download_dialog)
+        self._loading: tuple[str, str] | None = None
+        self.failure_box: QMessageBox | None = None
+
+        self._build_menus()
+        self._restore()
+
+    # ------------------------------------------------------------------ menus
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self.open_action = QAction("&Open…", self, shortcut=QKeySequence.StandardKey.Open,
+                                   triggered=self.open_dialog)
+        file_menu.addAction(self.open_action)
+        file_menu.addSeparator()
+        quit_action = QAction("&Quit", self, shortcut=QKeySequence("Ctrl+Q"), triggered=self.close)
+        quit_action.setMenuRole(QAction.MenuRole.QuitRole)
+        file_menu.addAction(quit_action)
+        view_menu = self.menuBar().addMenu("&View")
+        for i in range(self.tabs.count()):
+            action = QAction(self.tabs.tabText(i), self, shortcut=QKeySequence(f"Ctrl+{i + 1}"))
+            action.triggered.connect(lambda _=False, i=i: self.tabs.setCurrentIndex(i))
+            view_menu.addAction(action)
+            self.addAction(action)  # shortcut works with the menu bar hidden too
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(QAction("&About Taskscope", self, triggered=self.about))
+
+    def about(self) -> None:
+        QMessageBox.about(self, f"About {APP_NAME}",
+                          f"<h3>{APP_NAME} {_version()}</h3>"
+                          "<p>See how Transformer models solve tasks, live on your camera, microphone and "
+                          "files: DETR object detection with its object queries' attention, Wav2Vec2 "
+                          "speech recognition and audio classification.</p>"
+                          "<p>The models are Taskscope's own PyTorch code, loading the real Hugging Face "
+                          "checkpoints.</p><p>Licence: Apache-2.0</p>")
+
+    # ------------------------------------------------------------------ settings
+
+    def _restore(self) -> None:
+        geometry = self.settings.value("window/geometry")
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1280, 800)
+        state = self.settings.value("window/state")
+        if state is not None:
+            self.restoreState(state)
+        index = int(self.settings.value("window/tab", 0) or 0)
+        self.tabs.setCurrentIndex(index if 0 <= index < self.tabs.count() else 0)
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState())
+        s.setValue("window/tab", self.tabs.currentIndex())
+        s.setValue("engine/device", self.device_picker.device())
+        s.setValue("engine/precision", self.device_picker.precision())
+        s.setValue("engine/offline", self.offline_action.isChecked())
+        save = getattr(self.vision_tab, "save_settings", None)
+        if save is not None:
+            save()
+        s.sync()
+
+    # ------------------------------------------------------------------ engine controls
+
+    def _on_device_changed(self, device: str, precision: str) -> None:
+        self.settings.setValue("engine/device", device)
+        self.settings.setValue("engine/precision", precision)
+        self.engine.configure(device, precision, self.offline_action.isChecked())
+        self.show_status(f"Device: {device}, precision: {precision}. Loaded models are reloaded.")
+
+    def _apply_offline(self, on: bool) -> None:
+        os.environ["HF_HUB_OFFLINE"] = "1" if on else "0"
+        self.offline_action.setText("Offline" if on else "Online")
+        self.offline_action.setToolTip("Offline: only downloaded models and local folders are used. Click to allow "
+                                       "downloads." if on else
+                                       "Online: models are downloaded on first use. Click to work offline.")
+
+    def _on_offline_toggled(self, on: bool) -> None:
+        self._apply_offline(on)
+        self.engine.set_offline(on)
+        self.settings.setValue("engine/offline", on)
+        self.show_status("Offline: no downloads." if on else "Online: models download on first use.")
+
+    def _on_model_loading(self, task: str, model: str, done, total) -> None:
+        if self._loading != (task, model):
+            self._loading = (task, model)
+            self.download_dialog.start(task, model)
+            self.model_status.setText(f"Loading {Path(model).name if os.sep in model else model}…")
+            self._dialog_timer.start(700)  # quick local loads do not flash a dialog
+        if done is not None:
+            self.download_dialog.update_progress(done, total)
+            if total and not self.download_dialog.isVisible():
+                self._show_download_dialog()
+
+    def _show_download_dialog(self) -> None:
+        if self._loading is not None and not self._closed:
+            self.download_dialog.show()
+
+    def _end_loading(self) -> None:
+        self._loading = None
+        self._dialog_timer.stop()
+        self.download_dialog.hide()
+
+    def _on_model_loaded(self, task: str, description: str) -> None:
+        self._end_loading()
+        self.model_status.setText(description)
+        self.show_status(f"Model ready: {description}")
+
+    def _on_model_failed(self, task: str, message: str) -> None:
+        self._end_loading()
+        self.model_status.setText("")
+        if not message:
+            self.show_status("Model loading cancelled.")
+            return
+        self.show_error(message)
+        if self._closed:
+            return
+        if self.failure_box is None:
+            self.failure_box = QMessageBox(QMessageBox.Icon.Warning, "Model could not be loaded", "",
+                                           QMessageBox.StandardButton.Ok, self)
+            self.failure_box.setModal(False)
+        self.failure_box.setText(f"The model for {task.replace('-', ' ')} could not be loaded.")
+        self.failure_box.setInformativeText(message)
+        self.failure_box.show()
+
+    # ------------------------------------------------------------------ messages
+
+    def show_status(self, message: str, timeout_ms: int = 6000) -> None:
+        if message:
+            self.statusBar().setStyleSheet("")
+            self.statusBar().showMessage(message, timeout_ms)
+
+    def show_error(self, message: str) -> None:
+        """The one place errors are shown: the status bar (model load failures also get a dialog)."""
+        if not message:
+            return
+        self.last_error = message
+        log.warning("%s", message)
+        self.statusBar().setStyleSheet("QStatusBar { color: palette(bright-text); background: #9b2c2c; }")
+        self.statusBar().showMessage(f"⚠  {message}", ERROR_TIMEOUT_MS)
+        QTimer.singleShot(ERROR_TIMEOUT_MS, self._clear_error_style)
+
+    def _clear_error_style(self) -> None:
+        if not self.statusBar().currentMessage():
+            self.statusBar().setStyleSheet("")
+
+    # ------------------------------------------------------------------ files
+
+    def open_dialog(self) -> None:
+        """File > Open: a file dialog for what the current tab handles, opened in that tab."""
+        tab = self.tabs.currentWidget()
+        suffixes = sorted(tab.handled_suffixes()) if hasattr(tab, "handled_suffixes") else []
+        if not suffixes:
+            self.show_status(f"The {self.tabs.tabText(self.tabs.currentIndex())} tab opens no files yet.")
+            return
+        key = f"window/open_dir/{self.tabs.tabText(self.tabs.currentIndex())}"
+        start = str(self.settings.value(key, str(Path.home())))
+        flt = f"{self.tabs.tabText(self.tabs.currentIndex())} files (" + " ".join(f"*{s}" for s in suffixes) + ")"
+        path, _ = QFileDialog.getOpenFileName(self, "Open", start, f"{flt};;All files (*)")
+        if path:
+            self.settings.setValue(key, str(Path(path).parent))
+            self.open_path(path, prefer=tab)
+
+    def open_path(self, path: str | Path, prefer: QWidget | None = None) -> bool:
+        """Open ``path`` in the tab that handles its type (``prefer`` first); False if none does."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        candidates = ([prefer] if prefer is not None else []) + [self.tabs.widget(i) for i in range(self.tabs.count())]
+        for tab in candidates:
+            if tab is not None and hasattr(tab, "handled_suffixes") and suffix in tab.handled_suffixes():
+                self.tabs.setCurrentWidget(tab)
+                return bool(tab.open_file(str(path)) is not False)
+        known = sorted(set().union(*(self.tabs.widget(i).handled_suffixes() for i in range(self.tabs.count())
+                                     if hasattr(self.tabs.widget(i), "handled_suffixes"))))
+        self.show_error(f"Cannot open {path.name}: Taskscope opens images, videos and audio files "
+                        f"({', '.join(known)}).")
+        return False
+
+    def handle_drop(self, mime) -> bool:
+        """Open the first local file of a drop; returns True if something was opened."""
+        files = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()] if mime.hasUrls() else []
+        if not files:
+            self.show_error("Drop image, video or audio files from your computer.")
+            return False
+        if len(files) > 1:
+            self.show_status(f"Opening {Path(files[0]).name} (one file at a time).")
+        return self.open_path(files[0])
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.dragEnterEvent(event)
+
+    def dropEvent(self, event) -> None:  # noqa: N802 - Qt override
+        event.acceptProposedAction()
+        self.handle_drop(event.mimeData())
+
+    # ------------------------------------------------------------------ shutdown
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if not self._closed:
+            self.shutdown()
+        event.accept()
+
+    def shutdown(self) -> bool:
+        """Save settings, stop every source, stop the engine thread (with a timeout)."""
+        if self._closed:
+            return True
+        self._closed = True
+        self.save_settings()
+        self._end_loading()
+        for i in range(self.tabs.count()):
+            tab = self.tabs.widget(i)
+            try:
+                tab.shutdown()
+            except Exception:  # noqa: BLE001 - keep closing the others
+                log.exception("shutting down %s failed", type(tab).__name__)
+        self.settings.sync()
+        return self.engine.shutdown(5000)
+
+
+def engine_offline_default() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _as_bool(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="taskscope", description="Open the Taskscope window.")
+    p.add_argument("--offline", action="store_true", help="never download; use cached models and local folders")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: remembered, else the best)")
+    p.add_argument("--precision", choices=("exact", "fast"), help="exact (fp32) or fast (bf16/fp16 where native)")
+    p.add_argument("--model-dir", help="folder for downloaded models (sets HF_HOME)")
+    p.add_argument("files", nargs="*", help="image, video or audio files to open")
+    return p.parse_args(argv)
+
+
+def run_app(argv: list[str] | None = None) -> int:
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.model_dir:
+        os.environ["HF_HOME"] = str(Path(args.model_dir).expanduser())
+    if args.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else APP_NAME])
+    app.setApplicationName(APP_NAME)
+    app.setOrganizationName(APP_NAME)
+    app.setApplicationDisplayName(APP_NAME)
+    app.setStyle("Fusion")
+    window = MainWindow(device=args.device, precision=args.precision, offline=True if args.offline else None)
+    window.show()
+    for f in args.files[:1]:
+        QTimer.singleShot(0, lambda f=f: window.open_path(f))
+    return app.exec()
+
+
+__all__ = ["MainWindow", "make_settings", "run_app"]
