@@ -76,6 +76,9 @@ def detr_checkpoint(tmp_path_factory) -> Path:
         w = model.class_labels_classifier.weight  # spread the scores so thresholds are not knife edges
         w.copy_(torch.randn(w.shape, generator=g) * 0.5)
         model.class_labels_classifier.bias.copy_(torch.randn(w.shape[0], generator=g))
+        last = model.bbox_predictor.layers[-1]  # and the boxes, so they are not all ~0.5
+        last.weight.copy_(torch.randn(last.weight.shape, generator=g) * 0.3)
+        last.bias.copy_(torch.randn(4, generator=g) * 0.5)
     folder = tmp_path_factory.mktemp("detr-hf")
     model.save_pretrained(folder)
     DetrImageProcessorPil().save_pretrained(folder)
@@ -116,7 +119,8 @@ def detr_bin_checkpoint(detr_timm_checkpoint, tmp_path_factory) -> Path:
 def detr_oracle(detr_checkpoint):
     """transformers' DetrForObjectDetection on the same weights (fp32, eval)."""
     from transformers import DetrForObjectDetection
-    return DetrForObjectDetection.from_pretrained(detr_checkpoint).eval()
+    # eager attention so that output_attentions returns the weights
+    return DetrForObjectDetection.from_pretrained(detr_checkpoint, attn_implementation="eager").eval()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,167 @@
+"""Object detection with DETR: RGB frame -> boxes, labels, scores (and what the queries looked at).
+
+    preprocess   resize (shortest edge, capped longest edge, as DetrImageProcessor computes it)
+                 with OpenCV / torch instead of PIL; ImageNet mean/std
+    model        engine.models.detr: backbone -> encoder -> decoder with object queries -> heads
+    postprocess  softmax, drop "no object", keep score > threshold, boxes to pixels of the
+                 ORIGINAL image (as post_process_object_detection), best first
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..cancel import CancelToken, check
+from ..device import Placement
+from ..errors import CheckpointError, InputError
+from ..hub import load_weights, read_json
+from ..imageio import to_rgb
+from ..models import detr
+from ..results import DetectionInternals, DetectionOptions, DetectionResult
+from .base import Progress, StageClock, Task
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def resize_output_size(height: int, width: int, shortest_edge: int, longest_edge: int | None) -> tuple[int, int]:
+    """(new_h, new_w): the short side becomes ``shortest_edge`` unless the long side would then
+    exceed ``longest_edge``; rounding exactly as transformers' DetrImageProcessor does."""
+    size = shortest_edge
+    raw = None
+    if longest_edge is not None:
+        lo, hi = float(min(height, width)), float(max(height, width))
+        if hi / lo * size > longest_edge:
+            raw = longest_edge * lo / hi
+            size = int(round(raw))
+    if (height <= width and height == size) or (width <= height and width == size):
+        return height, width
+    if width < height:
+        return (int(raw * height / width) if raw is not None else int(size * height / width)), size
+    return size, (int(raw * width / height) if raw is not None else int(size * width / height))
+
+
+def resize_rgb(image: np.ndarray, out_h: int, out_w: int) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, out_h, out_w) uint8, bilinear like PIL's.
+
+    Upscaling: OpenCV's bilinear (PIL's filter without antialiasing, so within one grey level).
+    Downscaling: torch's antialiased bilinear, which reproduces PIL's widened filter (OpenCV's
+    INTER_LINEAR would alias, INTER_AREA is a different filter).
+    """
+    h, w = image.shape[:2]
+    if (out_h, out_w) == (h, w):
+        resized = image
+    elif out_h >= h and out_w >= w:
+        import cv2
+        resized = cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+    else:
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]  # (1, 3, H, W) channels-last view
+        return F.interpolate(x, size=(out_h, out_w), mode="bilinear", antialias=True, align_corners=False)
+    return torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1)[None]  # (1, 3, h, w), NHWC memory
+
+
+class ObjectDetection(Task):
+    name = "object-detection"
+    options_type = DetectionOptions
+
+    def __init__(self, model_ref: str, folder: Path, placement: Placement, model: detr.DetrForObjectDetection,
+                 mean: tuple[float, ...], std: tuple[float, ...], channels_last: bool = True) -> None:
+        super().__init__(model_ref, folder, placement)
+        self.model = model
+        self.id2label = model.config.id2label
+        self.channels_last = channels_last
+        self.default_options = DetectionOptions()
+        dev = placement.device
+        # (x / 255 - mean) / std  ==  x * scale + shift, per channel
+        std_t = torch.tensor(std, dtype=torch.float32)
+        self._scale = (1.0 / (255.0 * std_t)).reshape(1, 3, 1, 1).to(dev)
+        self._shift = (-torch.tensor(mean, dtype=torch.float32) / std_t).reshape(1, 3, 1, 1).to(dev)
+
+    @classmethod
+    def load(cls, model_ref: str, folder: Path, placement: Placement) -> ObjectDetection:
+        config = read_json(folder, "config.json")
+        if config.get("model_type") != "detr":
+            raise CheckpointError(f"{model_ref} is a {config.get('model_type', 'unknown')!r} model; the "
+                                  f"object-detection task runs DETR checkpoints (model_type 'detr').")
+        pre = read_json(folder, "preprocessor_config.json", required=False)
+        mean = tuple(float(v) for v in pre.get("image_mean", IMAGENET_MEAN))
+        std = tuple(float(v) for v in pre.get("image_std", IMAGENET_STD))
+        model = detr.from_checkpoint(config, load_weights(folder))
+        model = model.to(device=placement.device, dtype=placement.dtype).eval()
+        channels_last = placement.device.type in ("cpu", "cuda")
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        log.info("Loaded DETR %s (%d queries, %d labels) on %s", model_ref, model.config.num_queries,
+                 model.config.num_labels, placement.describe())
+        task = cls(model_ref, folder, placement, model, mean, std, channels_last)
+        size = pre.get("size") or {}
+        if "shortest_edge" in size:  # the checkpoint's own resize, used when no options are given
+            task.default_options = DetectionOptions(shortest_edge=int(size["shortest_edge"]),
+                                                    longest_edge=int(size.get("longest_edge") or 1333))
+        return task
+
+    # ------------------------------------------------------------------ stages
+
+    def preprocess(self, image: np.ndarray, options: DetectionOptions) -> torch.Tensor:
+        """(H, W, 3) uint8 RGB -> (1, 3, h, w) normalised pixels on the device, model dtype."""
+        h, w = image.shape[:2]
+        out_h, out_w = resize_output_size(h, w, options.shortest_edge, options.longest_edge)
+        x = resize_rgb(image, out_h, out_w).to(self.placement.device)  # (1, 3, h, w) uint8
+        x = x.float().mul_(self._scale).add_(self._shift)
+        x = x.to(self.placement.dtype)
+        return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+
+    def postprocess(self, out: detr.DetrOutput, image_size: tuple[int, int], options: DetectionOptions):
+        """Raw set prediction -> arrays of the kept detections, best first (all fp32, on the CPU)."""
+        probs = out.logits[0].float().softmax(-1)  # (Q, L+1)
+        scores, labels = probs[:, :-1].max(-1)  # (Q,), (Q,) - the last class is "no object"
+        cx, cy, bw, bh = out.boxes[0].float().unbind(-1)  # (Q,) each, relative
+        h, w = image_size
+        boxes = torch.stack([(cx - 0.5 * bw) * w, (cy - 0.5 * bh) * h,
+                             (cx + 0.5 * bw) * w, (cy + 0.5 * bh) * h], dim=-1)  # (Q, 4) x0, y0, x1, y1
+        keep = torch.nonzero(scores > options.threshold).flatten()
+        order = keep[torch.argsort(scores[keep], descending=True, stable=True)]
+        internals = None
+        if options.internals and out.cross_attention is not None:
+            internals = DetectionInternals(
+                cross_attention=out.cross_attention[0].float().cpu().numpy(),
+                feature_size=tuple(out.feature_size), query_scores=scores.cpu().numpy())
+        return (boxes[order].cpu().numpy().astype(np.float32), scores[order].cpu().numpy().astype(np.float32),
+                labels[order].cpu().numpy().astype(np.int64), order.cpu().numpy().astype(np.int64), internals)
+
+    def run(self, inputs: np.ndarray, options: DetectionOptions | None = None, *, cancel: CancelToken | None = None,
+            progress: Progress | None = None) -> DetectionResult:
+        """Detect objects in one (H, W, 3) uint8 RGB frame (grayscale / RGBA are converted)."""
+        options = self.default_options if options is None else self._options(options)
+        _check_options(options)
+        image = to_rgb(inputs)
+        clock = StageClock(self._sync())
+        with torch.inference_mode():
+            with clock.stage("preprocess"):
+                pixels = self.preprocess(image, options)
+            check(cancel)
+            with clock.stage("model"):
+                out = self.model(pixels, want_attention=options.internals)
+            check(cancel)
+            with clock.stage("postprocess"):
+                boxes, scores, label_ids, query_ids, internals = self.postprocess(out, image.shape[:2], options)
+        if progress is not None:
+            progress(1.0, None)
+        labels = tuple(self.id2label.get(int(i), str(int(i))) for i in label_ids)
+        return DetectionResult(boxes, scores, label_ids, labels, (int(image.shape[0]), int(image.shape[1])),
+                               float(options.threshold), query_ids, clock.timings(), internals)
+
+
+def _check_options(options: DetectionOptions) -> None:
+    if not (0.0 <= options.threshold < 1.0) or math.isnan(options.threshold):
+        raise InputError(f"Detection threshold must be in [0, 1), got {options.threshold}.")
+    if options.shortest_edge < 32 or options.longest_edge < options.shortest_edge:
+        raise InputError(f"Resize sizes must satisfy 32 <= shortest_edge <= longest_edge "
+                         f"(got {options.shortest_edge}, {options.longest_edge}).")
