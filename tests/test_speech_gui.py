@@ -212,3 +212,32 @@ def test_real_microphone_path_with_pulseaudio(qtbot, tab, pulse_mic, two_sentenc
     tab.stop()
     final = by_stream(tab.outcomes, S_FINAL)[0]
     assert 0.0 <= final.meta["start_s"] < final.meta["end_s"]
+
+
+def test_stream_resampler_is_seamless_across_blocks():
+    from gui.sources.microphone import StreamResampler
+
+    for rate in (48_000, 44_100, 22_050, 8_000):
+        t = np.arange(2 * rate) / rate
+        x = np.sin(2 * np.pi * 440 * t).astype(np.float32)
+        r = StreamResampler(rate)
+        blocks = [r.process(x[i:i + 1234]) for i in range(0, len(x), 1234)]
+        y = np.concatenate(blocks)
+        assert abs(len(y) - 2 * SR) <= 1
+        seg = y[SR // 2:]  # after the filter's start-up
+        # a clean 440 Hz sine at 16 kHz: rms 0.707, the spectrum peak at 440 Hz, no clicks at block seams
+        assert abs(np.sqrt(np.mean(seg ** 2)) - 0.707) < 0.02
+        spec = np.abs(np.fft.rfft(seg * np.hanning(len(seg))))
+        assert abs(np.argmax(spec) * SR / len(seg) - 440) < 2
+        assert np.max(np.abs(np.diff(seg))) < 2 * np.pi * 440 / SR * 1.1
+
+
+def test_microphone_source_without_devices_reports_it(qtbot, monkeypatch):
+    import gui.sources.microphone as mic
+
+    monkeypatch.setattr(mic, "list_input_devices", lambda: [])
+    src = mic.MicrophoneSource()
+    with qtbot.waitSignal(src.errorOccurred, timeout=1000) as sig:
+        assert src.start() is False
+    assert "No microphone found" in sig.args[0]
+    assert not src.is_running()

@@ -223,7 +223,8 @@ class MicrophoneSource(AudioSource):
                 self._resampler = StreamResampler(rate, SAMPLE_RATE)
                 self._emitted = 0
                 stream = sd.InputStream(device=device, samplerate=rate, channels=1, dtype="float32",
-                                        blocksize=int(round(rate * self.block_s)), callback=self._callback)
+                                        blocksize=int(round(rate * self.block_s)), callback=self._callback,
+                                        finished_callback=self._on_finished)
                 stream.start()
             except Exception as e:  # noqa: BLE001
                 last_error = e
@@ -248,6 +249,11 @@ class MicrophoneSource(AudioSource):
         except Exception as e:  # noqa: BLE001
             log.warning("closing the microphone: %s", e)
         self.stopped.emit()
+
+    def _on_finished(self) -> None:  # PortAudio thread: the stream ended without stop()
+        if self._stream is not None:
+            self.errorOccurred.emit(f"The microphone {self.device if self.device is not None else '(default)'} "
+                                    "stopped delivering audio (disconnected?).")
 
     def _callback(self, indata, frames, time_info, status) -> None:  # PortAudio thread
         if status and status.input_overflow:
