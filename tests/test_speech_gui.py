@@ -196,7 +196,11 @@ def test_settings_are_remembered(qtbot, engine, settings, w2v_base_ctc):
 
 
 def test_real_microphone_path_with_pulseaudio(qtbot, tab, pulse_mic, two_sentences):
+    import sounddevice as sd
+
     path, _ = two_sentences
+    # the fixture re-initialised PortAudio (it was initialised before the daemon started)
+    assert {"pulse", "default"} & {d["name"] for d in sd.query_devices()}
     tab.refresh_devices()
     names = [tab.mic.itemData(i) for i in range(tab.mic.count())]
     assert "pulse" in names or "default" in names, names

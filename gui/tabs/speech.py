@@ -274,8 +274,9 @@ class SpeechTab(QWidget):
         self.spectrogram.mel.reset()
         self.partial_text = ""
         self._finalized.clear()
-        for s in (S_PARTIAL, S_CLASSIFY):
-            self.engine.reset_dropped(s) if hasattr(self.engine, "reset_dropped") else None
+        if hasattr(self.engine, "reset_dropped"):
+            for stream in (S_PARTIAL, S_CLASSIFY):
+                self.engine.reset_dropped(stream)
         task = self.live_task
         picker = self.asr_picker if task == ASR else self.cls_picker
         if self.engine.loaded_model(task) != picker.current_model():
