@@ -461,7 +461,7 @@ class VisionTab(QWidget):
     def _on_model_loaded(self, task: str, description: str) -> None:
         if task == TASK:
             self._model_description = description
-            self.model_label.setText(description)
+            self.model_label.setText(_short_description(description))
             self.model_label.setToolTip(description)
             self.view.set_message("")
             self._resubmit_still()
@@ -644,6 +644,16 @@ class VisionTab(QWidget):
             return None
         self.statusMessage.emit(f"Saved {path.name} and {json_path.name} in {path.parent}")
         return path
+
+
+def _short_description(description: str) -> str:
+    """"object-detection · /long/path/detr-resnet-50 · cpu · exact (float32)" -> "detr-resnet-50 · cpu · exact (float32)"."""
+    parts = description.split(" · ")
+    if len(parts) >= 2 and parts[0] == TASK:
+        parts = parts[1:]
+    if parts and ("/" in parts[0] or "\\" in parts[0]) and Path(parts[0]).is_dir():
+        parts[0] = Path(parts[0]).name
+    return " · ".join(parts)
 
 
 def _caption(text: str) -> QLabel:

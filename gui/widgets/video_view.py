@@ -40,7 +40,7 @@ def rgb_to_qimage(rgb: np.ndarray) -> QImage:
 _RAMP = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float32)
 
 
-def heatmap_image(attention: np.ndarray, max_alpha: int = 190) -> QImage:
+def heatmap_image(attention: np.ndarray, max_alpha: int = 200) -> QImage:
     """(h, w) non-negative map -> a small ARGB image, colour and opacity growing with the value."""
     a = np.asarray(attention, np.float32)
     a = a - a.min()
@@ -50,11 +50,14 @@ def heatmap_image(attention: np.ndarray, max_alpha: int = 190) -> QImage:
     lo = np.clip(np.floor(x).astype(np.int64), 0, len(_RAMP) - 2)
     t = (x - lo)[:, None]
     rgb = (_RAMP[lo] * (1 - t) + _RAMP[lo + 1] * t).reshape(*a.shape, 3)
-    alpha = (np.sqrt(a) * max_alpha)[..., None]
+    alpha = (a ** 1.5 * max_alpha)[..., None]  # the low background stays see-through
     argb = np.concatenate([rgb, alpha], axis=-1).astype(np.uint8)  # (h, w, 4) RGBA
     argb = np.ascontiguousarray(argb)
     h, w = a.shape
     return QImage(argb.data, w, h, argb.strides[0], QImage.Format.Format_RGBA8888).copy()
+
+
+BACKGROUND = QColor(30, 31, 34)  # a neutral dark surround for video, in light and dark themes
 
 
 class VideoView(QWidget):
@@ -218,9 +221,9 @@ class VideoView(QWidget):
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-        p.fillRect(self.rect(), self.palette().color(self.backgroundRole()).darker(135))
+        p.fillRect(self.rect(), BACKGROUND)
         if self._image is None:
-            p.setPen(self.palette().color(self.foregroundRole()))
+            p.setPen(QColor(200, 200, 205))
             f = p.font()
             f.setPointSizeF(f.pointSizeF() * 1.2)
             p.setFont(f)
@@ -246,7 +249,7 @@ class VideoView(QWidget):
             if 0 <= self._selected_query < att.shape[0]:
                 p.drawImage(target, heatmap_image(att[self._selected_query]))
         font = QFont(self.font())
-        font.setPointSizeF(max(7.0, font.pointSizeF() * 0.95 * scale_text))
+        font.setPointSizeF(max(7.0, font.pointSizeF() * scale_text))
         font.setWeight(QFont.Weight.DemiBold)
         p.setFont(font)
         fm = QFontMetricsF(font)
