@@ -117,15 +117,18 @@ def clean_up_tokenization(text: str) -> str:
 
 def decode(ids: np.ndarray | list[int], vocab: CTCVocab) -> Decoded:
     """Greedy CTC decoding of per-frame token ids (T,) -> text, character and word frame offsets."""
-    tokens = [vocab.token(int(i)) for i in np.asarray(ids, dtype=np.int64).reshape(-1)]
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)  # (T,)
     chars: list[Offset] = []
-    frame = 0
-    for tok, run in groupby(tokens):  # repeated tokens are one emission
-        n = sum(1 for _ in run)
-        if tok != vocab.pad_token:  # the blank separates, and is dropped
-            text = vocab.replace_word_delimiter if tok == vocab.word_delimiter else tok
-            chars.append(Offset(text, frame, frame + n))
-        frame += n
+    if ids.size:
+        tokens = np.array([vocab.token(int(i)) for i in range(len(vocab.tokens))] + [vocab.unk_token], dtype=object)
+        ids = np.where((ids >= 0) & (ids < len(vocab.tokens)), ids, len(vocab.tokens))  # out of range -> unk
+        names = tokens[ids]  # (T,) token strings
+        # repeated tokens are one emission: runs of equal token strings (as the tokenizer groups them)
+        starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])  # (runs,)
+        ends = np.r_[starts[1:], ids.size]  # (runs,)
+        for tok, a, b in zip(names[starts], starts.tolist(), ends.tolist()):
+            if tok != vocab.pad_token:  # the blank separates, and is dropped
+                chars.append(Offset(vocab.replace_word_delimiter if tok == vocab.word_delimiter else tok, a, b))
     text = "".join(c.text for c in chars).strip()
     if vocab.do_lower_case:
         text = text.lower()

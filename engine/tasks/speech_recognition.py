@@ -90,9 +90,10 @@ class SpeechRecognition(Task):
 
     def run(self, inputs: Any, options: TranscriptionOptions | None = None, *, cancel: CancelToken | None = None,
             progress: Progress | None = None) -> TranscriptionResult:
-        """``inputs``: (N,) float32 samples at 16 kHz (or a file path). Returns the transcript."""
+        """``inputs``: (N,) float32 samples at 16 kHz (or a file path). Returns the transcript;
+        ``progress(fraction, transcript_so_far)`` is called after every chunk but the last."""
         result = None
-        for fraction, result in self._steps(inputs, options, cancel):
+        for fraction, result in self._steps(inputs, options, cancel, partials=progress is not None):
             if progress is not None and fraction < 1.0:
                 progress(fraction, result)
         assert result is not None
@@ -101,7 +102,7 @@ class SpeechRecognition(Task):
     def stream(self, inputs: Any, options: TranscriptionOptions | None = None, *,
                cancel: CancelToken | None = None) -> Iterator[TranscriptionResult]:
         """Yields the transcript so far after every chunk, the final result last."""
-        for _, result in self._steps(inputs, options, cancel):
+        for _, result in self._steps(inputs, options, cancel, partials=True):
             yield result
 
     def logits(self, samples: np.ndarray) -> torch.Tensor:
@@ -111,8 +112,8 @@ class SpeechRecognition(Task):
         with torch.inference_mode():
             return self.model(x)[0].float().cpu()  # (T, vocab)
 
-    def _steps(self, inputs: Any, options: TranscriptionOptions | None,
-               cancel: CancelToken | None) -> Iterator[tuple[float, TranscriptionResult]]:
+    def _steps(self, inputs: Any, options: TranscriptionOptions | None, cancel: CancelToken | None,
+               partials: bool) -> Iterator[tuple[float, TranscriptionResult]]:
         opts = self._options(options)
         clock = StageClock(self._sync())
         with clock.stage("preprocess"):
@@ -136,11 +137,13 @@ class SpeechRecognition(Task):
                 ids.append(logits.argmax(dim=-1).numpy())
                 if opts.internals:
                     probs.append(torch.softmax(logits, dim=-1).numpy())
-                partial = i + 1 < len(plan)
-                result = self._result(ids, probs, duration, opts.internals and not partial)
-            yield (i + 1) / len(plan), replace(result, timings=clock.timings())
-        if not ids:  # too short to hold one frame: nothing was said
-            yield 1.0, TranscriptionResult("", (), (), duration, clock.timings())
+                partial = self._result(ids, [], duration, False) if partials and i + 1 < len(plan) else None
+            if partial is not None:
+                yield (i + 1) / len(plan), replace(partial, timings=clock.timings())
+        check(cancel)
+        with clock.stage("postprocess"):
+            result = self._result(ids, probs, duration, opts.internals)  # nothing said if too short for a frame
+        yield 1.0, replace(result, timings=clock.timings())
 
     def _result(self, ids: list[np.ndarray], probs: list[np.ndarray], duration: float, internals: bool) -> TranscriptionResult:
         frames = np.concatenate(ids) if ids else np.zeros(0, np.int64)  # (T,)
