@@ -129,6 +129,10 @@ def decode(ids: np.ndarray | list[int], vocab: CTCVocab) -> Decoded:
         for tok, a, b in zip(names[starts], starts.tolist(), ends.tolist()):
             if tok != vocab.pad_token:  # the blank separates, and is dropped
                 chars.append(Offset(vocab.replace_word_delimiter if tok == vocab.word_delimiter else tok, a, b))
+    return _decoded(chars, vocab)
+
+
+def _decoded(chars: list[Offset], vocab: CTCVocab) -> Decoded:
     text = "".join(c.text for c in chars).strip()
     if vocab.do_lower_case:
         text = text.lower()
@@ -154,3 +158,30 @@ def _words(chars: list[Offset], space: str) -> list[Offset]:
     if in_word:
         words.append(Offset(word, start, end))
     return words
+
+
+class StreamingDecoder:
+    """Greedy CTC decoding of frames that arrive in pieces (chunks of long audio) at a cost
+    proportional to the new frames: complete token runs are decoded once and kept; only the
+    last run, which the next piece may continue, is decoded again. ``result()`` equals
+    ``decode(all frames so far)``."""
+
+    def __init__(self, vocab: CTCVocab) -> None:
+        self.vocab = vocab
+        self._chars: list[Offset] = []
+        self._tail = np.zeros(0, np.int64)  # frames of the last, possibly unfinished run
+        self._tail_start = 0  # frame index of the tail
+
+    def push(self, ids: np.ndarray) -> None:
+        frames = np.concatenate([self._tail, np.asarray(ids, dtype=np.int64).reshape(-1)])  # (n,)
+        bounds = np.flatnonzero(frames[1:] != frames[:-1])  # (k,) last frame of each run but the last
+        cut = int(bounds[-1]) + 1 if bounds.size else 0  # frames before `cut` form complete runs
+        if cut:
+            done = decode(frames[:cut], self.vocab).chars
+            self._chars += [Offset(c.text, c.start + self._tail_start, c.end + self._tail_start) for c in done]
+        self._tail, self._tail_start = frames[cut:], self._tail_start + cut
+
+    def result(self) -> Decoded:
+        s = self._tail_start
+        chars = self._chars + [Offset(c.text, c.start + s, c.end + s) for c in decode(self._tail, self.vocab).chars]
+        return _decoded(chars, self.vocab)

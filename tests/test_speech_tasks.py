@@ -91,6 +91,11 @@ def test_ctc_decode_equals_tokenizer_on_crafted_ids(tmp_path, lower):
             [(o["char"], int(o["start_offset"]), int(o["end_offset"])) for o in ref.char_offsets]
         assert [(w.text, w.start, w.end) for w in d.words] == \
             [(o["word"], int(o["start_offset"]), int(o["end_offset"])) for o in ref.word_offsets]
+        stream = ctc.StreamingDecoder(vocab)  # the same, fed in random pieces
+        cuts = sorted(rng.choice(len(ids) + 1, size=min(5, len(ids) + 1), replace=False)) if ids else []
+        for a, b in zip([0, *cuts], [*cuts, len(ids)]):
+            stream.push(np.array(ids[a:b], dtype=np.int64))
+        assert stream.result() == d
 
 
 def _probs(n):

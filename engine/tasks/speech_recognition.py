@@ -124,6 +124,7 @@ class SpeechRecognition(Task):
         duration = samples.shape[0] / self.sample_rate
         ids: list[np.ndarray] = []
         probs: list[np.ndarray] = []
+        stream = ctc.StreamingDecoder(self.vocab)  # partial transcripts at a cost per new chunk only
         for i, (start, end, s_left, s_right) in enumerate(plan):
             check(cancel)
             chunk = samples[start:end]
@@ -137,7 +138,10 @@ class SpeechRecognition(Task):
                 ids.append(logits.argmax(dim=-1).numpy())
                 if opts.internals:
                     probs.append(torch.softmax(logits, dim=-1).numpy())
-                partial = self._result(ids, [], duration, False) if partials and i + 1 < len(plan) else None
+                partial = None
+                if partials and i + 1 < len(plan):
+                    stream.push(ids[-1])
+                    partial = self._spans(stream.result(), duration)
             if partial is not None:
                 yield (i + 1) / len(plan), replace(partial, timings=clock.timings())
         check(cancel)
@@ -147,9 +151,7 @@ class SpeechRecognition(Task):
 
     def _result(self, ids: list[np.ndarray], probs: list[np.ndarray], duration: float, internals: bool) -> TranscriptionResult:
         frames = np.concatenate(ids) if ids else np.zeros(0, np.int64)  # (T,)
-        d = ctc.decode(frames, self.vocab)
         t = self.frame_s
-        spans = lambda offs: tuple(Span(o.text, round(o.start * t, 4), round(o.end * t, 4)) for o in offs)  # noqa: E731
         extra = None
         if internals:
             p = np.concatenate(probs) if probs else np.zeros((0, len(self.vocab.tokens)), np.float32)  # (T, vocab)
@@ -158,4 +160,10 @@ class SpeechRecognition(Task):
                                  top_probs=p[np.arange(len(frames)), frames].astype(np.float32),
                                  blank_prob=(p[:, pad] if pad >= 0 else np.zeros(len(frames))).astype(np.float32),
                                  vocab=self.vocab.tokens)
-        return TranscriptionResult(d.text, spans(d.words), spans(d.chars), duration, Timings(), extra)
+        return self._spans(ctc.decode(frames, self.vocab), duration, extra)
+
+    def _spans(self, d: ctc.Decoded, duration: float, internals: CTCInternals | None = None) -> TranscriptionResult:
+        """Frame offsets -> seconds (offset * inputs_to_logits_ratio / sampling_rate)."""
+        t = self.frame_s
+        spans = lambda offs: tuple(Span(o.text, round(o.start * t, 4), round(o.end * t, 4)) for o in offs)  # noqa: E731
+        return TranscriptionResult(d.text, spans(d.words), spans(d.chars), duration, Timings(), internals)
