@@ -74,8 +74,17 @@ def detr_checkpoint(tmp_path_factory) -> Path:
             elif name.endswith(".bias") and "normalization" in name:
                 buf.copy_(torch.randn(buf.shape, generator=g) * 0.1)
         w = model.class_labels_classifier.weight  # spread the scores so thresholds are not knife edges
-        w.copy_(torch.randn(w.shape, generator=g) * 0.5)
-        model.class_labels_classifier.bias.copy_(torch.randn(w.shape[0], generator=g))
+        w.copy_(torch.randn(w.shape, generator=g) * 1.5)
+        model.class_labels_classifier.bias.copy_(torch.randn(w.shape[0], generator=g) * 0.5)
+        # the random ResNet's features are ~250x larger than a trained one's: scale the 1x1
+        # projection so the Transformer sees O(1) inputs and the queries do not all collapse
+        model.model.input_projection.weight.mul_(1 / 250)
+        for part in (model.model.encoder, model.model.decoder):  # init std 0.02 makes attention uniform
+            for lin in part.modules():
+                if isinstance(lin, torch.nn.Linear):
+                    lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) / lin.in_features ** 0.5)
+        q = model.model.query_position_embeddings.weight  # distinct object queries
+        q.copy_(torch.randn(q.shape, generator=g))
         last = model.bbox_predictor.layers[-1]  # and the boxes, so they are not all ~0.5
         last.weight.copy_(torch.randn(last.weight.shape, generator=g) * 0.3)
         last.bias.copy_(torch.randn(4, generator=g) * 0.5)

@@ -1,0 +1,221 @@
+"""The object-detection task against transformers' DetrImageProcessor + DetrForObjectDetection,
+plus bad inputs and engine.imageio."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from engine import load_task
+from engine.device import Placement
+from engine.errors import CheckpointError, InputError
+from engine.imageio import read_image, to_rgb
+from engine.results import DetectionOptions, DetectionResult
+from engine.tasks.object_detection import ObjectDetection, resize_output_size
+
+SMALL = DetectionOptions(threshold=0.05, shortest_edge=128, longest_edge=200)
+
+
+@pytest.fixture(scope="module")
+def processor(detr_checkpoint):
+    from transformers import DetrImageProcessorPil
+    return DetrImageProcessorPil.from_pretrained(detr_checkpoint, size={"shortest_edge": 128, "longest_edge": 200})
+
+
+@pytest.fixture(scope="module")
+def task(detr_timm_checkpoint):
+    return load_task("object-detection", str(detr_timm_checkpoint), device="cpu")
+
+
+@pytest.mark.parametrize("hw", [(120, 160), (480, 640), (300, 200), (90, 500), (128, 129), (1000, 20), (77, 77)])
+@pytest.mark.parametrize("edges", [(128, 200), (800, 1333), (64, 64)])
+def test_output_size_matches_detr_image_processor(hw, edges):
+    from transformers.image_transforms import get_size_with_aspect_ratio
+    assert resize_output_size(*hw, *edges) == get_size_with_aspect_ratio(hw, edges[0], edges[1])
+
+
+# One grey level of rounding difference after resizing, normalised: 1 / 255 / min(std) = 0.0175.
+ONE_LEVEL = 1.0 / 255.0 / 0.224 + 1e-5
+
+
+@pytest.mark.parametrize("hw", [(120, 160), (400, 600)])  # upscaled to 128 / downscaled to 128 x 192
+def test_pixels_close_to_detr_image_processor(task, processor, detr_test_image, hw):
+    import cv2
+    image = cv2.resize(detr_test_image, (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST)
+    ours = task.preprocess(image, SMALL)
+    theirs = processor(images=image, return_tensors="pt")["pixel_values"]
+    assert ours.shape == theirs.shape
+    diff = (ours.float() - theirs).abs()
+    assert diff.max().item() <= ONE_LEVEL  # never more than one grey level
+    assert diff.mean().item() < 0.25 * ONE_LEVEL  # and almost always exact
+
+
+def _theirs(processor, oracle, pixel_values, threshold, size):
+    with torch.no_grad():
+        outputs = oracle(pixel_values=pixel_values)
+    post = processor.post_process_object_detection(outputs, threshold=threshold, target_sizes=[size])[0]
+    order = torch.argsort(post["scores"], descending=True)
+    probs = outputs.logits[0].softmax(-1)[:, :-1].max(-1).values  # (Q,)
+    return {k: v[order].numpy() for k, v in post.items()}, probs.numpy()
+
+
+def test_detections_equal_post_process_object_detection(task, processor, detr_oracle, detr_test_image):
+    """Model + postprocessing: transformers on OUR pixel values gives the same detections."""
+    result = task(detr_test_image, SMALL)
+    pixels = task.preprocess(detr_test_image, SMALL).float().contiguous()
+    theirs, probs = _theirs(processor, detr_oracle, pixels, SMALL.threshold, (120, 160))
+    assert isinstance(result, DetectionResult) and len(result) >= 5
+    assert np.all(np.diff(result.scores) <= 0)  # best first
+    assert np.ptp(result.scores) > 0.1 and np.min(-np.diff(result.scores)) > 1e-4  # spread, no ties
+    np.testing.assert_allclose(result.scores, theirs["scores"], atol=1e-5)
+    np.testing.assert_array_equal(result.label_ids, theirs["labels"])
+    np.testing.assert_allclose(result.boxes, theirs["boxes"], atol=1e-3)  # pixels of 160x120
+    assert result.image_size == (120, 160)
+    assert result.labels == tuple(detr_oracle.config.id2label[int(i)] for i in result.label_ids)
+    np.testing.assert_allclose(probs[result.query_ids], result.scores, atol=1e-5)  # which query made each box
+    assert result.timings.model_ms > 0 and result.timings.total_ms >= result.timings.model_ms
+
+
+def test_end_to_end_close_to_transformers_pipeline(task, processor, detr_oracle, detr_test_image):
+    """With transformers' own (PIL) preprocessing: the pixel differences of at most one grey
+    level move these random-weight scores by < 0.01 and boxes by < 1 px; same detections."""
+    result = task(detr_test_image, SMALL)
+    pixels = processor(images=detr_test_image, return_tensors="pt")["pixel_values"]
+    theirs, _ = _theirs(processor, detr_oracle, pixels, SMALL.threshold, (120, 160))
+    assert len(result) == len(theirs["scores"])
+    np.testing.assert_array_equal(result.label_ids, theirs["labels"])
+    np.testing.assert_allclose(result.scores, theirs["scores"], atol=0.01)
+    np.testing.assert_allclose(result.boxes, theirs["boxes"], atol=1.0)
+
+
+def test_threshold_filters_and_above(task, detr_test_image):
+    everything = task(detr_test_image, DetectionOptions(threshold=0.0, shortest_edge=128, longest_edge=200))
+    assert len(everything) == 12  # one per object query
+    high = everything.above(0.3)
+    again = task(detr_test_image, DetectionOptions(threshold=0.3, shortest_edge=128, longest_edge=200))
+    np.testing.assert_array_equal(high.query_ids, again.query_ids)
+    assert all(s > 0.3 for s in again.scores)
+
+
+def test_internals(task, detr_test_image):
+    result = task(detr_test_image, DetectionOptions(threshold=0.05, shortest_edge=128, longest_edge=200,
+                                                    internals=True))
+    inner = result.internals
+    assert inner is not None and inner.feature_size == (4, 6)  # 128x170 / 32, rounded up
+    assert inner.cross_attention.shape == (12, 4, 6) and inner.cross_attention.dtype == np.float32
+    np.testing.assert_allclose(inner.cross_attention.sum(axis=(1, 2)), 1.0, atol=1e-5)
+    assert inner.query_scores.shape == (12,)
+    np.testing.assert_allclose(inner.query_scores[result.query_ids], result.scores, atol=1e-6)
+    assert task(detr_test_image, SMALL).internals is None
+
+
+def test_fast_bf16_gives_the_same_top_detections(detr_timm_checkpoint, task, detr_test_image):
+    fast = ObjectDetection.load("tiny", detr_timm_checkpoint, Placement(torch.device("cpu"), torch.bfloat16, "fast"))
+    assert next(fast.model.parameters()).dtype == torch.bfloat16
+    exact_result = task(detr_test_image, SMALL)
+    fast_result = fast(detr_test_image, SMALL)
+    assert fast_result.boxes.dtype == np.float32 and fast_result.scores.dtype == np.float32
+    # compare the leading group of detections that is separated from the rest by a clear gap
+    # (bf16 moves scores by ~0.03, so order inside a group of near-equal scores may change)
+    gaps = -np.diff(exact_result.scores)
+    top = 1 + int(np.argmax(gaps > 0.04))
+    assert gaps[top - 1] > 0.04 and top <= 4
+    assert set(fast_result.query_ids[:top]) == set(exact_result.query_ids[:top])
+    for q in exact_result.query_ids[:top]:
+        i, j = list(exact_result.query_ids).index(q), list(fast_result.query_ids).index(q)
+        assert fast_result.label_ids[j] == exact_result.label_ids[i]
+        assert abs(fast_result.scores[j] - exact_result.scores[i]) < 0.04
+        np.testing.assert_allclose(fast_result.boxes[j], exact_result.boxes[i], atol=4.0)
+
+
+def test_grayscale_and_rgba_are_converted(task, detr_test_image):
+    gray = detr_test_image.mean(axis=2).astype(np.uint8)
+    a = task(gray, SMALL)
+    b = task(np.repeat(gray[:, :, None], 3, axis=2), SMALL)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    rgba = np.concatenate([detr_test_image, np.full((120, 160, 1), 7, np.uint8)], axis=2)
+    np.testing.assert_array_equal(task(rgba, SMALL).boxes, task(detr_test_image, SMALL).boxes)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((0, 0, 3), np.uint8), "empty"),
+    (np.zeros((10, 10, 3), np.float32), "uint8"),
+    (np.zeros((10, 10, 5), np.uint8), "shape"),
+    (np.zeros((2, 10, 10, 3), np.uint8), "shape"),
+    ([[1, 2], [3, 4]], "numpy array"),
+])
+def test_bad_input_is_a_clear_error(task, bad, message):
+    with pytest.raises(InputError, match=message):
+        task(bad, SMALL)
+
+
+def test_bad_options(task, detr_test_image):
+    with pytest.raises(InputError, match="threshold"):
+        task(detr_test_image, DetectionOptions(threshold=1.5))
+    with pytest.raises(TypeError):
+        task(detr_test_image, {"threshold": 0.5})
+
+
+def test_default_options_come_from_the_preprocessor_config(task):
+    assert task.default_options.shortest_edge == 800 and task.default_options.longest_edge == 1333
+
+
+def test_not_detr_is_refused(detr_timm_checkpoint, tmp_path):
+    import shutil
+    shutil.copytree(detr_timm_checkpoint, tmp_path / "m", dirs_exist_ok=True)
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["model_type"] = "vit"
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="'vit'.*DETR"):
+        load_task("object-detection", str(tmp_path / "m"), device="cpu")
+
+
+# ---------------------------------------------------------------------------- imageio
+
+def test_read_image_roundtrip(tmp_path, detr_test_image):
+    import cv2
+    path = tmp_path / "ünïcode frame.png"
+    ok, data = cv2.imencode(".png", cv2.cvtColor(detr_test_image, cv2.COLOR_RGB2BGR))
+    assert ok
+    path.write_bytes(data.tobytes())
+    np.testing.assert_array_equal(read_image(path), detr_test_image)
+    ok, data = cv2.imencode(".png", detr_test_image[:, :, 0])  # grayscale file
+    (tmp_path / "gray.png").write_bytes(data.tobytes())
+    gray = read_image(tmp_path / "gray.png")
+    assert gray.shape == (120, 160, 3) and np.array_equal(gray[:, :, 1], detr_test_image[:, :, 0])
+
+
+def test_read_image_errors(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        read_image(tmp_path / "nope.jpg")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(InputError, match="empty"):
+        read_image(tmp_path / "empty.png")
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4)
+    with pytest.raises(InputError, match="corrupt"):
+        read_image(tmp_path / "corrupt.jpg")
+    (tmp_path / "notes.png").write_text("this is a text file, not a picture\n")
+    with pytest.raises(InputError, match="not an image"):
+        read_image(tmp_path / "notes.png")
+    with pytest.raises(InputError, match="not a file"):
+        read_image(tmp_path)
+
+
+def test_read_image_refuses_huge_images_from_the_header(tmp_path):
+    import zlib
+    # a valid PNG header claiming 20000 x 20000 pixels: refused before decoding
+    ihdr = (20000).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
+    chunk = b"IHDR" + ihdr
+    png = b"\x89PNG\r\n\x1a\n" + len(ihdr).to_bytes(4, "big") + chunk + zlib.crc32(chunk).to_bytes(4, "big")
+    (tmp_path / "bomb.png").write_bytes(png)
+    with pytest.raises(InputError, match="too large"):
+        read_image(tmp_path / "bomb.png")
+
+
+def test_to_rgb():
+    assert to_rgb(np.zeros((4, 5), np.uint8)).shape == (4, 5, 3)
+    assert to_rgb(np.zeros((4, 5, 1), np.uint8)).shape == (4, 5, 3)
+    with pytest.raises(InputError, match="uint8"):
+        to_rgb(np.zeros((4, 5, 3), np.int32))
