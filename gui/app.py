@@ -175,7 +175,7 @@ class MainWindow(QMainWindow):
         self.show_status(f"Device: {device}, precision: {precision}. Loaded models are reloaded.")
 
     def _apply_offline(self, on: bool) -> None:
-        os.environ["HF_HUB_OFFLINE"] = "1" if on else "0"
+        # passed to the engine explicitly (EngineClient.set_offline); HF_HUB_OFFLINE is only set by --offline
         self.offline_action.setText("Offline" if on else "Online")
         self.offline_action.setToolTip("Offline: only downloaded models and local folders are used. Click to allow "
                                        "downloads." if on else

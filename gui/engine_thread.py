@@ -19,7 +19,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 import engine
 from engine.cancel import CancelToken
@@ -263,6 +263,9 @@ class EngineClient(QObject):
             getattr(self._worker, name).connect(getattr(self, name))  # queued: worker emits in its thread
         self._thread.started.connect(self._worker.run)
         self._thread.start()
+        app = QCoreApplication.instance()
+        if app is not None:  # safety net: never leave the thread running when the app quits
+            app.aboutToQuit.connect(self.shutdown)
 
     # ------------------------------------------------------------------ models
 

@@ -247,9 +247,10 @@ def test_missing_model_offline_is_reported(qtbot, window, image_file):
     assert "offline" in w.last_error.lower()
     assert w.failure_box is not None and w.failure_box.isVisible()
     assert "nobody/no-such-detr" in w.failure_box.informativeText()
-    tab.open_file(image_file)  # the frame is still shown; the model error is on the view
+    tab.open_file(image_file)  # the frame is shown; the model error stays on the view
     qtbot.waitUntil(lambda: tab.view.frame_id == 0, timeout=10_000)
     assert tab.last_outcome() is None
+    assert "offline" in tab.view.message.lower()
 
 
 def test_no_camera_message(qtbot):
@@ -287,3 +288,21 @@ def test_tab_shortcuts_and_open_routing(qtbot, window, tmp_path):
     assert w.open_path(tmp_path / "x.docx") is False
     assert "Cannot open x.docx" in w.last_error
     assert QPoint(0, 0) == QPoint()  # keep QPoint import meaningful for drop positions
+
+
+def test_download_dialog_shows_bytes_and_cancels(qtbot, window, monkeypatch):
+    w = window()
+    cancelled: list[bool] = []
+    monkeypatch.setattr(w.engine, "cancel_loading", lambda: cancelled.append(True))
+    w.download_dialog.cancelRequested.disconnect()
+    w.download_dialog.cancelRequested.connect(w.engine.cancel_loading)
+    w.engine.modelLoading.emit("object-detection", "facebook/detr-resnet-50", None, None)
+    w.engine.modelLoading.emit("object-detection", "facebook/detr-resnet-50", 16_000_000, 167_000_000)
+    qtbot.waitUntil(w.download_dialog.isVisible, timeout=5_000)
+    assert "16.0 MB of 167.0 MB" in w.download_dialog._detail.text()
+    w.download_dialog.reject()  # Cancel / Esc
+    assert cancelled == [True]
+    w.engine.modelFailed.emit("object-detection", "")  # what a cancelled load reports
+    qtbot.waitUntil(lambda: not w.download_dialog.isVisible(), timeout=5_000)
+    assert "cancelled" in w.statusBar().currentMessage()
+    assert w.failure_box is None  # a cancel is not a failure

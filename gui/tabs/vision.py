@@ -73,6 +73,7 @@ class VisionTab(QWidget):
         self._last_outcome: Outcome | None = None
         self._requested_model: str | None = None
         self._model_description = ""
+        self._model_error = ""
         self._camera_rate, self._model_rate = _Rate(), _Rate()
         self._latency_ms = 0.0
         self._dropped = 0
@@ -342,6 +343,7 @@ class VisionTab(QWidget):
         self._latency_ms = 0.0
         self._last_outcome = None
         self.view.set_result(None)
+        self.view.set_message(self._model_error)  # a model that failed to load is still unusable
         self.view.select_query(-1)
         self._update_counts()
 
@@ -450,6 +452,8 @@ class VisionTab(QWidget):
         self.settings.setValue(f"models/{TASK}", ref)
         self._requested_model = ref
         self._model_description = ""
+        self._model_error = ""
+        self.view.set_message("")
         self.model_label.setText(f"Loading {Path(ref).name if Path(ref).is_dir() else ref}…")
         self.engine.load(TASK, ref)
         self._resubmit_still()
@@ -461,6 +465,7 @@ class VisionTab(QWidget):
     def _on_model_loaded(self, task: str, description: str) -> None:
         if task == TASK:
             self._model_description = description
+            self._model_error = ""
             self.model_label.setText(_short_description(description))
             self.model_label.setToolTip(description)
             self.view.set_message("")
@@ -469,10 +474,12 @@ class VisionTab(QWidget):
     def _on_model_failed(self, task: str, message: str) -> None:
         if task != TASK:
             return
-        self._requested_model = None
         self.model_label.setText("not loaded")
-        if message:
+        if message:  # retried when the model is picked again (or the device/offline setting changes)
+            self._model_error = message
             self.view.set_message(message)
+        else:  # cancelled: load again on the next start
+            self._requested_model = None
 
     # ------------------------------------------------------------------ results
 
@@ -489,6 +496,8 @@ class VisionTab(QWidget):
         latency = (now - outcome.submitted_at) * 1000.0
         self._latency_ms = latency if self._latency_ms == 0 else 0.7 * self._latency_ms + 0.3 * latency
         result = outcome.result
+        if self.view.message:
+            self.view.set_message("")
         self._add_classes(result.labels)
         self.view.set_result(result)
         if self.threshold() < result.threshold:  # the slider went below what this result holds

@@ -45,7 +45,7 @@ class ModelPicker(QComboBox):
     def current_model(self) -> str | None:
         return self._current
 
-    def set_model(self, ref: str | None, emit: bool = True) -> None:
+    def set_model(self, ref: str | None, emit: bool = True, force: bool = False) -> None:
         """Select ``ref`` (adding it as a local folder entry if needed); emits modelChosen."""
         if not ref:
             return
@@ -63,7 +63,7 @@ class ModelPicker(QComboBox):
         changed = ref != self._current
         self._current = ref
         self.setToolTip(ref)
-        if emit and changed:
+        if emit and (changed or force):
             self.modelChosen.emit(ref)
 
     def _on_activated(self, index: int) -> None:
@@ -73,12 +73,12 @@ class ModelPicker(QComboBox):
                                                       str(Path(self._current).parent) if self._current
                                                       and Path(self._current).is_dir() else str(Path.home()))
             if folder:
-                self.set_model(folder)
+                self.set_model(folder, force=True)
             else:  # back to what was selected
                 self.set_model(self._current, emit=False)
             return
         if data:
-            self.set_model(data)
+            self.set_model(data, force=True)  # picking the same model again retries a failed load
 
 
 class DevicePicker(QWidget):

@@ -97,7 +97,6 @@ class VideoView(QWidget):
         """Show ``rgb`` (H, W, 3) uint8; painted at the next display tick."""
         self._image = rgb_to_qimage(rgb)
         self._frame_id = frame_id
-        self._message = ""
         self._schedule()
 
     def set_result(self, result: DetectionResult | None) -> None:
@@ -121,8 +120,12 @@ class VideoView(QWidget):
         self._placeholder = text
         self._schedule()
 
+    @property
+    def message(self) -> str:
+        return self._message
+
     def set_message(self, text: str) -> None:
-        """A banner over the frame (e.g. an error); cleared by the next frame or ``""``."""
+        """A banner over the frame (e.g. an error) until ``set_message("")``."""
         self._message = text
         self._schedule()
 
