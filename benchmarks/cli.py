@@ -13,7 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ratio. Without --model, the default model is used if it is downloaded; otherwise a random-weight "
         "checkpoint of the same size is built locally (needs transformers: pip install -e '.[dev]')."))
     sub = p.add_subparsers(dest="task", metavar="TASK", required=True)
-    from . import detection, speech
+    from . import detection, speech, ui
     d = sub.add_parser("detection", help="object detection (DETR)")
     detection.add_arguments(d)
     d.set_defaults(func=detection.run)
@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("audio-classification", help="audio classification (Wav2Vec2)")
     speech.add_arguments(c)
     c.set_defaults(func=speech.run_classification)
+    u = sub.add_parser("ui", help="UI event-loop stalls while DETR runs live in the real window")
+    ui.add_arguments(u)
+    u.set_defaults(func=ui.run)
     return p
 
 

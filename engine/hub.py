@@ -101,8 +101,12 @@ def is_cached(ref: str) -> bool:
 
 
 def _download(repo_id: str, progress: DownloadProgress | None, cancel: CancelToken | None) -> Path:
-    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub import HfApi, constants, hf_hub_download
     from tqdm.auto import tqdm
+
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import; the user may have gone online since
+    # (the app's Offline toggle). We only get here when Taskscope itself is online.
+    constants.HF_HUB_OFFLINE = False
 
     try:
         info = HfApi().model_info(repo_id, files_metadata=True)
