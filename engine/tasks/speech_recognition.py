@@ -12,8 +12,8 @@ so far after every chunk; the CancelToken is checked between chunks.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
