@@ -95,6 +95,9 @@ class ObjectDetection(Task):
         std = tuple(float(v) for v in pre.get("image_std", IMAGENET_STD))
         model = detr.from_checkpoint(config, load_weights(folder))
         model = model.to(device=placement.device, dtype=placement.dtype).eval()
+        # channels_last measured on this project's 2-core AVX-512 CPU, DETR-R50 at 800x1066, one
+        # frame end to end: best 1275 ms vs 2091 ms contiguous (oneDNN convs prefer NHWC); on CUDA
+        # it is what tensor-core convolutions want.
         channels_last = placement.device.type in ("cpu", "cuda")
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
