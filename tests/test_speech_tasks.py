@@ -259,3 +259,13 @@ def test_fast_precision_path_runs_in_bfloat16(w2v_base_ctc, w2v_cls_weighted, sp
     cls = AudioClassification.load(str(w2v_cls_weighted), w2v_cls_weighted, fast)
     r = cls(speech[:16000])
     assert r.scores.dtype == np.float32 and abs(float(r.scores.sum())) <= 1.0 + 1e-3
+
+
+def test_chunk_plan_covers_audio_once():
+    for n in (1, 16000, 16000 * 7 + 123, 16000 * 61):
+        plan = chunk_plan(n, 320, 16000, 2.0, 0.5)
+        assert plan[0][0] == 0 and plan[-1][1] == n and plan[0][2] == 0 and plan[-1][3] == 0
+        for (s0, e0, _, r0), (s1, _, l1, _) in zip(plan, plan[1:]):
+            assert e0 - r0 == s1 + l1  # what one chunk gives up, the next one keeps
+    with pytest.raises(InputError, match="twice the stride"):
+        chunk_plan(16000 * 10, 320, 16000, 2.0, 1.0)
