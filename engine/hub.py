@@ -43,9 +43,9 @@ def is_offline(offline: bool | None = None) -> bool:
 
 
 def _how_to_get(ref: str) -> str:
-    return (f"Connect to the internet and load it once (it is then cached for offline use), or run "
-            f"`huggingface-cli download {ref}` on a connected machine and copy the cache "
-            f"(~/.cache/huggingface), or pick a local checkpoint folder.")
+    return (f"Connect to the internet and load it once (it is then cached for offline use): in the app, or with "
+            f"`python main.py download {ref}`. Or copy a Hugging Face cache (~/.cache/huggingface) that has it "
+            f"from another machine, or pick a local checkpoint folder.")
 
 
 def _choose_files(names: set[str]) -> list[str]:
