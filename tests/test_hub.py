@@ -62,7 +62,7 @@ def test_offline_and_not_downloaded_names_the_model_and_how_to_get_it():
         hub.resolve("facebook/detr-resnet-50", offline=True)
     msg = str(err.value)
     assert "facebook/detr-resnet-50" in msg and "offline" in msg
-    assert "huggingface-cli download facebook/detr-resnet-50" in msg
+    assert "python main.py download facebook/detr-resnet-50" in msg
     assert not hub.is_cached("facebook/detr-resnet-50")
 
 
