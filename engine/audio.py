@@ -71,17 +71,16 @@ def check_samples(x, what: str = "The audio") -> np.ndarray:
     return x
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
-               max_duration_s: float = MAX_DURATION_S) -> tuple[np.ndarray, float]:
-    """Read an audio file (wav, flac, ogg/opus, mp3 where libsndfile supports it; any rate and
-    channel count) as mono float32 at ``sample_rate``. Returns ``(samples, duration_s)``.
+def probe_audio(path: str | os.PathLike, max_duration_s: float = MAX_DURATION_S) -> float:
+    """Check an audio file's header without decoding it; returns its duration in seconds (0 when
+    the header does not say). Fast enough for the UI thread. Raises :class:`InputError` like
+    :func:`load_audio` for missing, empty, non-audio or too long files."""
+    return _probe(Path(os.path.expanduser(str(path))), max_duration_s)[1]
 
-    Raises :class:`InputError` with a message for the user when the file is missing, empty,
-    not audio, corrupt or longer than ``max_duration_s``.
-    """
+
+def _probe(p: Path, max_duration_s: float):
     import soundfile as sf
 
-    p = Path(os.path.expanduser(str(path)))
     if not p.exists():
         raise InputError(f"Audio file not found: {p}")
     if p.is_dir():
@@ -99,9 +98,25 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
                          f"{_first_line(exc)}") from exc
     if info.samplerate <= 0 or info.channels <= 0:
         raise InputError(f"{p.name} has an invalid header ({info.samplerate} Hz, {info.channels} channels).")
-    if info.frames > 0 and info.frames / info.samplerate > max_duration_s:
-        raise InputError(f"{p.name} is {info.frames / info.samplerate / 3600:.1f} h long; the limit is "
+    duration = info.frames / info.samplerate if info.frames > 0 else 0.0
+    if duration > max_duration_s:
+        raise InputError(f"{p.name} is {duration / 3600:.1f} h long; the limit is "
                          f"{max_duration_s / 3600:.1f} h. Cut it into parts first.")
+    return info, duration
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
+               max_duration_s: float = MAX_DURATION_S) -> tuple[np.ndarray, float]:
+    """Read an audio file (wav, flac, ogg/opus, mp3 where libsndfile supports it; any rate and
+    channel count) as mono float32 at ``sample_rate``. Returns ``(samples, duration_s)``.
+
+    Raises :class:`InputError` with a message for the user when the file is missing, empty,
+    not audio, corrupt or longer than ``max_duration_s``.
+    """
+    import soundfile as sf
+
+    p = Path(os.path.expanduser(str(path)))
+    _probe(p, max_duration_s)
     try:
         data, rate = sf.read(str(p), dtype="float32", always_2d=True)
     except Exception as exc:  # noqa: BLE001 - corrupt data after a valid header

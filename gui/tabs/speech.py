@@ -310,14 +310,14 @@ class SpeechTab(QWidget):
 
     def open_file(self, path) -> bool:
         """Transcribe an audio file (also the drop target). False with a message if unreadable."""
-        from engine.audio import load_audio
+        from engine.audio import probe_audio
         from engine.errors import EngineError
 
         path = Path(path)
         if self.is_recording():
             self.stop()
-        try:
-            audio, _duration = load_audio(path)
+        try:  # the header only: the engine thread decodes the file, so a long one never blocks the UI
+            duration = probe_audio(path)
         except EngineError as e:
             self._say(str(e), error=True)
             return False
@@ -334,14 +334,14 @@ class SpeechTab(QWidget):
             b.setEnabled(False)
         if self.engine.loaded_model(ASR) != self.asr_picker.current_model():
             self.engine.load(ASR, self.asr_picker.current_model())
-        self.engine.submit(S_FILE, ASR, audio, TranscriptionOptions(internals=True), item_id=self._file_id,
-                           meta={"path": str(path), "duration_s": len(audio) / 16000.0}, keep_all=True)
+        self.engine.submit(S_FILE, ASR, str(path), TranscriptionOptions(internals=True), item_id=self._file_id,
+                           meta={"path": str(path), "duration_s": duration}, keep_all=True)
         self.progress.setValue(0)
         self.progress.setFormat(f"{path.name}: %p%")
         self.progress.setVisible(True)
         self.cancel_btn.setVisible(True)
         self.transcript.setHtml(f"<p style='color:gray'><i>Transcribing {_esc(path.name)} "
-                                f"({len(audio) / 16000.0:.1f} s)…</i></p>")
+                                f"({duration:.1f} s)…</i></p>")
         self._say(f"Transcribing {path.name}…")
         return True
 
