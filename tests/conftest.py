@@ -18,3 +18,12 @@ pytest_plugins = [
     "tests.fixtures_media",
     "tests.fixtures_pulse",
 ]
+
+
+def unavailable(reason: str) -> None:
+    """Skip a test whose system tool is missing (espeak-ng, pulseaudio, PortAudio) — or, in CI
+    (TASKSCOPE_STRICT=1, set by .ci/run, which installs them), fail: a CI run must not skip them."""
+    import pytest
+    if os.environ.get("TASKSCOPE_STRICT") == "1":
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.conftest import unavailable
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +122,11 @@ def _wait_for(cond, timeout: float) -> bool:
 def pulse_mic():
     exe = shutil.which("pulseaudio")
     if exe is None:
-        pytest.skip("pulseaudio is not installed (apt-get install pulseaudio pulseaudio-utils libasound2-plugins)")
+        unavailable("pulseaudio is not installed (apt-get install pulseaudio pulseaudio-utils libasound2-plugins)")
     try:
         import sounddevice  # noqa: F401
     except OSError as e:
-        pytest.skip(f"PortAudio is missing (apt-get install libportaudio2): {e}")
+        unavailable(f"PortAudio is missing (apt-get install libportaudio2): {e}")
     folder = Path(tempfile.mkdtemp(prefix="taskscope-pulse-"))
     fifo = folder / "mic.fifo"  # module-pipe-source creates it
     env = dict(os.environ, HOME=str(folder), XDG_RUNTIME_DIR=str(folder), XDG_CONFIG_HOME=str(folder),
@@ -143,9 +144,9 @@ def pulse_mic():
     mic = None
     try:
         if not _wait_for(lambda: (folder / "native").exists() and fifo.exists() or proc.poll() is not None, 10):
-            pytest.skip("pulseaudio did not start in 10 s")
+            unavailable("pulseaudio did not start in 10 s")
         if proc.poll() is not None:
-            pytest.skip(f"pulseaudio exited: {(folder / 'pulse.log').read_text(errors='replace')[-500:]}")
+            unavailable(f"pulseaudio exited: {(folder / 'pulse.log').read_text(errors='replace')[-500:]}")
         os.environ["PULSE_SERVER"] = f"unix:{folder / 'native'}"
         if shutil.which("pactl"):
             subprocess.run(["pactl", "set-default-source", "taskscope_mic"], env=dict(env, PULSE_SERVER=os.environ["PULSE_SERVER"]),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.conftest import unavailable
 
 #: the character vocabulary of facebook/wav2vec2-base-960h
 VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "E": 5, "T": 6, "A": 7, "O": 8, "N": 9, "I": 10,
@@ -169,7 +170,7 @@ def make_speech_wav(path: Path, text: str = SENTENCE) -> Path:
 def speech_wav(tmp_path_factory) -> Path:
     """Path to a WAV of a real spoken English sentence (espeak-ng, 22050 Hz); the sentence is SENTENCE."""
     if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (Debian: espeak-ng)")
+        unavailable("espeak-ng is not installed (Debian: espeak-ng)")
     return make_speech_wav(tmp_path_factory.mktemp("speech") / "sentence.wav")
 
 

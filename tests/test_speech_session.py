@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from gui.speech_session import EndpointConfig, SlidingWindow, SpeechSession
+from tests.conftest import unavailable
 
 SR = 16_000
 rng = np.random.default_rng(0)
@@ -165,7 +166,7 @@ def test_espeak_sentences_are_utterances(tmp_path):
     from scipy.signal import resample_poly
 
     if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed")
+        unavailable("espeak-ng is not installed")
     parts = []
     for i, text in enumerate(["Hello there.", "This is the second sentence."]):
         wav = tmp_path / f"s{i}.wav"
