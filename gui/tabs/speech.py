@@ -15,29 +15,23 @@ runs every model; this module imports no torch.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QKeySequence, QShortcut, QTextCursor
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QFrame, QGridLayout, QGroupBox,
-                               QHBoxLayout, QHeaderView, QLabel, QProgressBar, QPushButton, QSplitter,
-                               QStackedWidget, QTableWidget, QTableWidgetItem, QTextBrowser, QToolButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import QFileDialog, QLabel, QSplitter, QVBoxLayout, QWidget
 
 from engine.results import (AudioClassificationOptions, AudioClassificationResult, TranscriptionOptions,
                             TranscriptionResult)
 
 from ..sources.audio_file import AudioFileSource
-from ..sources.microphone import AudioSource, MicrophoneSource, list_input_devices, rescan_devices
+from ..sources.microphone import AudioSource
 from ..speech_session import SlidingWindow, SpeechEvent, SpeechSession
-from ..widgets.bars import BarsView
-from ..widgets.ctc_strip import CTCStrip
-from ..widgets.level_meter import LevelMeter
-from ..widgets.pickers import ModelPicker
-from ..widgets.spectrogram import SpectrogramView
-from ..widgets.waveform import WaveformView
+from ..transcript_export import ask_export_path, write_transcript
+from ..widgets.live_signal import LiveSignalView
+from ..widgets.speech_controls import SpeechControls
+from ..widgets.speech_pages import SpeechPages
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +40,7 @@ CLS = "audio-classification"
 S_PARTIAL, S_FINAL, S_CLASSIFY, S_FILE = "speech-partial", "speech-final", "speech-classify", "speech-file"
 STREAMS = (S_PARTIAL, S_FINAL, S_CLASSIFY, S_FILE)
 SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64"}
-FAKE_MIC_ENV = "TASKSCOPE_FAKE_MIC"  # a WAV path offered as an extra "microphone" (demos)
-_FILE_PREFIX = "file:"
-
-
-def _fmt_t(t: float) -> str:
-    m, s = divmod(max(0.0, t), 60.0)
-    return f"{int(m)}:{s:05.2f}"
-
-
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+NO_MIC = "No microphone found. Connect one and press ⟳, or open an audio file."
 
 
 class SpeechTab(QWidget):
@@ -94,112 +78,25 @@ class SpeechTab(QWidget):
     def _build(self) -> None:
         root = QVBoxLayout(self)
 
-        # --- controls
-        controls = QGridLayout()
-        self.mode = QComboBox()
-        self.mode.addItem("Transcribe", "transcribe")
-        self.mode.addItem("Classify", "classify")
-        self.mode.setToolTip("Live: speech recognition (wav2vec2 + CTC) or audio classification (1 s windows)")
-        self.mic = QComboBox()
-        self.mic.setMinimumContentsLength(24)
-        self.mic.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.refresh_btn = QToolButton()
-        self.refresh_btn.setText("⟳")
-        self.refresh_btn.setToolTip("Look for microphones again")
-        self.record_btn = QPushButton("● Start")
-        self.record_btn.setCheckable(True)
-        self.record_btn.setToolTip("Start / stop listening (Space)")
-        self.open_btn = QPushButton("Open audio file…")
-        self.asr_picker = ModelPicker(ASR)
-        self.cls_picker = ModelPicker(CLS)
-        controls.addWidget(QLabel("Mode"), 0, 0)
-        controls.addWidget(self.mode, 0, 1)
-        controls.addWidget(QLabel("Microphone"), 0, 2)
-        mic_row = QHBoxLayout()
-        mic_row.addWidget(self.mic, 1)
-        mic_row.addWidget(self.refresh_btn)
-        controls.addLayout(mic_row, 0, 3)
-        controls.addWidget(self.record_btn, 0, 4)
-        controls.addWidget(self.open_btn, 0, 5)
-        controls.addWidget(QLabel("Speech model"), 1, 0)
-        controls.addWidget(self.asr_picker, 1, 1)
-        controls.addWidget(QLabel("Classifier"), 1, 2)
-        controls.addWidget(self.cls_picker, 1, 3)
-        self.model_status = QLabel("")
-        self.model_status.setStyleSheet("color: gray")
-        controls.addWidget(self.model_status, 1, 4, 1, 2)
-        controls.setColumnStretch(3, 1)
-        root.addLayout(controls)
+        # --- controls; their widgets are the tab's attributes too (tab.mode, tab.mic, tab.record_btn…)
+        c = self.controls = SpeechControls(ASR, CLS)
+        self.mode, self.mic_picker, self.mic, self.refresh_btn = c.mode, c.mic_picker, c.mic, c.refresh_btn
+        self.record_btn, self.open_btn, self.model_status = c.record_btn, c.open_btn, c.model_status
+        self.asr_picker, self.cls_picker = c.asr_picker, c.cls_picker
+        root.addWidget(c)
 
         # --- live signal views
-        signal = QHBoxLayout()
-        self.level = LevelMeter()
-        signal.addWidget(self.level)
-        views = QVBoxLayout()
-        self.waveform = WaveformView(seconds=5.0)
-        self.spectrogram = SpectrogramView(seconds=5.0)
-        views.addWidget(self.waveform, 2)
-        views.addWidget(self.spectrogram, 3)
-        signal.addLayout(views, 1)
-        signal_box = QFrame()
-        signal_box.setLayout(signal)
+        sv = self.signal_view = LiveSignalView(seconds=5.0)
+        self.level, self.waveform, self.spectrogram = sv.level, sv.waveform, sv.spectrogram
 
-        # --- results: transcript page / classification page
-        self.pages = QStackedWidget()
-        tpage = QWidget()
-        tl = QVBoxLayout(tpage)
-        tl.setContentsMargins(0, 0, 0, 0)
-        self.transcript = QTextBrowser()
-        self.transcript.setPlaceholderText("Press Start (Space) and speak, or open / drop an audio file.")
-        self.transcript.setOpenLinks(False)
-        self.ctc = CTCStrip()
-        self.table = QTableWidget(0, 3)
-        self.table.setHorizontalHeaderLabels(["Start", "End", "Text"])
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        hh = self.table.horizontalHeader()
-        hh.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        hh.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
-        hh.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
-        split = QSplitter(Qt.Orientation.Horizontal)
-        left = QWidget()
-        ll = QVBoxLayout(left)
-        ll.setContentsMargins(0, 0, 0, 0)
-        ll.addWidget(self.transcript, 1)
-        ll.addWidget(self.ctc)
-        split.addWidget(left)
-        split.addWidget(self.table)
-        split.setSizes([600, 380])
-        tl.addWidget(split, 1)
-        file_row = QHBoxLayout()
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setVisible(False)
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setVisible(False)
-        file_row.addWidget(self.progress, 1)
-        file_row.addWidget(self.cancel_btn)
-        file_row.addStretch(0)
-        self.export_btns = {}
-        for fmt in ("txt", "srt", "vtt"):
-            b = QPushButton(f"Export {fmt.upper()}")
-            b.setEnabled(False)
-            b.clicked.connect(lambda _=False, f=fmt: self._export_dialog(f))
-            self.export_btns[fmt] = b
-            file_row.addWidget(b)
-        tl.addLayout(file_row)
-        self.pages.addWidget(tpage)
-        cpage = QGroupBox("Live audio classification — last 1 s, updated every 250 ms")
-        cl = QVBoxLayout(cpage)
-        self.bars = BarsView(rows=5)
-        self.bars.placeholder = "Press Start: the top-5 classes of the last second appear here."
-        cl.addWidget(self.bars)
-        cl.addStretch(1)
-        self.pages.addWidget(cpage)
+        # --- results: transcript page (with the file job row) / classification page
+        p = self.pages = SpeechPages()
+        tv, fb = self.transcript_view, self.file_bar = p.transcript_view, p.file_bar
+        self.transcript, self.ctc, self.table, self.bars = tv.transcript, tv.ctc, tv.table, p.bars
+        self.progress, self.cancel_btn, self.export_btns = fb.progress, fb.cancel_btn, fb.export_btns
 
         main_split = QSplitter(Qt.Orientation.Vertical)
-        main_split.addWidget(signal_box)
+        main_split.addWidget(self.signal_view)
         main_split.addWidget(self.pages)
         main_split.setSizes([260, 420])
         root.addWidget(main_split, 1)
@@ -215,6 +112,7 @@ class SpeechTab(QWidget):
         self.record_btn.toggled.connect(self._on_record_toggled)
         self.open_btn.clicked.connect(self._open_dialog)
         self.cancel_btn.clicked.connect(self.cancel_file)
+        self.file_bar.exportRequested.connect(self._export_dialog)
         self.mic.currentIndexChanged.connect(self._on_mic_changed)
         self.asr_picker.modelChosen.connect(lambda ref: self._model_chosen(ASR, ref))
         self.cls_picker.modelChosen.connect(lambda ref: self._model_chosen(CLS, ref))
@@ -228,7 +126,7 @@ class SpeechTab(QWidget):
         self.asr_picker.set_model(s.value("speech/asr_model", None) or self.asr_picker.current_model(), emit=False)
         self.cls_picker.set_model(s.value("speech/cls_model", None) or self.cls_picker.current_model(), emit=False)
         mode = s.value("speech/mode", "transcribe")
-        self.mode.setCurrentIndex(max(0, self.mode.findData(mode)))
+        self.controls.set_mode(mode)
         self._on_mode()
         self.refresh_devices(rescan=False)
 
@@ -243,7 +141,7 @@ class SpeechTab(QWidget):
 
     def set_mode(self, mode: str) -> None:
         """"transcribe" or "classify"."""
-        self.mode.setCurrentIndex(max(0, self.mode.findData(mode)))
+        self.controls.set_mode(mode)
 
     def set_source(self, source: AudioSource | None) -> None:
         """Use ``source`` (e.g. an AudioFileSource) instead of the picked microphone on the next
@@ -261,7 +159,7 @@ class SpeechTab(QWidget):
             return True
         source = self._source_override or self._make_source()
         if source is None:
-            self._set_record_button(False)
+            self.controls.set_recording(False)
             return False
         self.source = source
         source.blockReady.connect(self._on_block)
@@ -271,7 +169,7 @@ class SpeechTab(QWidget):
             source.finished.connect(self.stop)
         self.session.reset()
         self.window.reset()
-        self.spectrogram.mel.reset()
+        self.signal_view.reset()
         self.partial_text = ""
         self._finalized.clear()
         if hasattr(self.engine, "reset_dropped"):
@@ -283,9 +181,9 @@ class SpeechTab(QWidget):
             self.engine.load(task, picker.current_model())
         if not source.start():
             self._disconnect_source()
-            self._set_record_button(False)
+            self.controls.set_recording(False)
             return False
-        self._set_record_button(True)
+        self.controls.set_recording(True)
         self._say(f"Listening ({source.description}) — {'transcribing' if task == ASR else 'classifying'}.")
         self.recordingChanged.emit(True)
         return True
@@ -294,7 +192,7 @@ class SpeechTab(QWidget):
         """Stop listening; the utterance in progress is finalized (nothing heard is dropped)."""
         source = self.source
         if source is None:
-            self._set_record_button(False)
+            self.controls.set_recording(False)
             return
         source.stop()
         self._disconnect_source()
@@ -304,7 +202,7 @@ class SpeechTab(QWidget):
             self._handle_events(self.session.flush())
         else:
             self.session.flush()
-        self._set_record_button(False)
+        self.controls.set_recording(False)
         self._say("Stopped." + (" Finishing the last utterance…" if self._finals_pending else ""))
         self.recordingChanged.emit(False)
 
@@ -330,64 +228,33 @@ class SpeechTab(QWidget):
         self._file_id += 1
         self.file_path = path
         self.file_result = None
-        for b in self.export_btns.values():
-            b.setEnabled(False)
+        self.file_bar.set_exportable(False)
         if self.engine.loaded_model(ASR) != self.asr_picker.current_model():
             self.engine.load(ASR, self.asr_picker.current_model())
         self.engine.submit(S_FILE, ASR, str(path), TranscriptionOptions(internals=True), item_id=self._file_id,
                            meta={"path": str(path), "duration_s": duration}, keep_all=True)
-        self.progress.setValue(0)
-        self.progress.setFormat(f"{path.name}: %p%")
-        self.progress.setVisible(True)
-        self.cancel_btn.setVisible(True)
-        self.transcript.setHtml(f"<p style='color:gray'><i>Transcribing {_esc(path.name)} "
-                                f"({duration:.1f} s)…</i></p>")
+        self.file_bar.begin(path.name)
+        self.transcript_view.show_note(f"Transcribing {path.name} ({duration:.1f} s)…")
         self._say(f"Transcribing {path.name}…")
         return True
 
     def cancel_file(self) -> None:
         self.engine.cancel(S_FILE)
         self._file_id += 1  # a result still on its way is ignored
-        self.progress.setVisible(False)
-        self.cancel_btn.setVisible(False)
+        self.file_bar.end()
         self._say("File transcription cancelled.")
 
     def export(self, path, fmt: str | None = None) -> Path:
         """Write the last file transcript as txt / srt / vtt / json (from the suffix by default)."""
-        from engine import export as ex
-
         if self.file_result is None:
             raise RuntimeError("Nothing to export: transcribe a file first.")
-        path = Path(path)
-        fmt = (fmt or path.suffix.lstrip(".") or "txt").lower()
-        text = getattr(ex, f"to_{fmt}")(self.file_result)
-        path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-        return path
+        return write_transcript(self.file_result, path, fmt)
 
     def refresh_devices(self, rescan: bool = True) -> None:
         """List the microphones again (PortAudio re-scans only when re-initialised)."""
-        if rescan and not self.is_recording():
-            rescan_devices()
-        wanted = self.mic.currentData() or self.settings.value("speech/device", None)
-        self.mic.blockSignals(True)
-        self.mic.clear()
-        devices = list_input_devices()
-        for d in devices:
-            self.mic.addItem(d.label, d.name)
-            self.mic.setItemData(self.mic.count() - 1, f"{d.name} · {d.hostapi} · device {d.index}",
-                                 Qt.ItemDataRole.ToolTipRole)
-        fake = os.environ.get(FAKE_MIC_ENV)
-        if fake:
-            self.mic.addItem(f"WAV as microphone: {Path(fake).name}", _FILE_PREFIX + fake)
-        if self.mic.count() == 0:
-            self.mic.addItem("No microphone found", None)
-        index = self.mic.findData(wanted) if wanted else -1
-        if index < 0:
-            index = next((i for i, d in enumerate(devices) if d.is_default), 0)
-        self.mic.setCurrentIndex(index)
-        self.mic.blockSignals(False)
-        if not devices and not fake:
-            self._say("No microphone found. Connect one and press ⟳, or open an audio file.")
+        remembered = self.settings.value("speech/device", None)
+        if not self.mic_picker.refresh(remembered, rescan=rescan and not self.is_recording()):
+            self._say(NO_MIC)
 
     def shutdown(self) -> None:
         """Stop the source and the tab's engine streams (the app shuts the engine down)."""
@@ -404,13 +271,10 @@ class SpeechTab(QWidget):
     # ================================================================== sources and endpointing
 
     def _make_source(self) -> AudioSource | None:
-        data = self.mic.currentData()
-        if isinstance(data, str) and data.startswith(_FILE_PREFIX):
-            return AudioFileSource(data[len(_FILE_PREFIX):], tail_s=1.0, parent=self)
-        if data is None:
-            self._say("No microphone found. Connect one and press ⟳, or open an audio file.", error=True)
-            return None
-        return MicrophoneSource(device=data, parent=self)
+        source = self.mic_picker.make_source(parent=self)
+        if source is None:
+            self._say(NO_MIC, error=True)
+        return source
 
     def _disconnect_source(self) -> None:
         src = self.source
@@ -432,8 +296,7 @@ class SpeechTab(QWidget):
     def _on_block(self, block: np.ndarray, t_s: float) -> None:
         if self.source is None:
             return  # a block queued before Stop
-        self.waveform.push(block)
-        self.spectrogram.push(block)
+        self.signal_view.push(block)
         if self.live_task == ASR:
             self._handle_events(self.session.feed(block, t_s))
         else:
@@ -481,7 +344,7 @@ class SpeechTab(QWidget):
             self.segments.append((outcome.item_id, meta.get("start_s", 0.0), meta.get("end_s", 0.0), r.text))
             self.segments.sort(key=lambda s: s[1])
             self.partial_text = ""
-            self._add_row(meta.get("start_s", 0.0), meta.get("end_s", 0.0), r.text or "…")
+            self.transcript_view.add_row(meta.get("start_s", 0.0), meta.get("end_s", 0.0), r.text or "…")
             self._render_transcript()
             self.ctc.set_internals(r.internals)
             if not self.is_recording() and not self._finals_pending:
@@ -493,83 +356,45 @@ class SpeechTab(QWidget):
             if outcome.item_id != self._file_id:
                 return
             self.file_result = r
-            self.progress.setVisible(False)
-            self.cancel_btn.setVisible(False)
-            self._show_file_result(r)
+            self.file_bar.end()
+            self.transcript_view.show_file_result(r, self.file_path.name if self.file_path else "")
             self.ctc.set_internals(r.internals)
-            for b in self.export_btns.values():
-                b.setEnabled(True)
+            self.file_bar.set_exportable(True)
             ms = r.timings.total_ms if r.timings else 0.0
             self._say(f"{self.file_path.name if self.file_path else 'File'}: {r.duration_s:.1f} s of audio, "
                       f"{len(r.words)} words, transcribed in {ms / 1000:.1f} s.")
 
+    def _render_transcript(self) -> None:
+        self.transcript_view.show_live((seg[3] for seg in self.segments), self.partial_text, self.session.in_speech)
+
     def _on_progress(self, stream: str, fraction: float, partial) -> None:
         if stream != S_FILE or not self.progress.isVisible():
             return
-        self.progress.setValue(int(1000 * max(0.0, min(1.0, fraction))))
+        self.file_bar.set_fraction(fraction)
         if isinstance(partial, TranscriptionResult) and partial.text:
-            self.transcript.setHtml(f"<p style='color:gray'><i>{_esc(partial.text)}</i></p>")
+            self.transcript_view.show_note(partial.text)
 
     def _on_error(self, stream: str, message: str) -> None:
         if stream in STREAMS or stream in (ASR, CLS):
             if stream == S_FILE:
-                self.progress.setVisible(False)
-                self.cancel_btn.setVisible(False)
+                self.file_bar.end()
             if stream == S_FINAL:
                 self._finals_pending = max(0, self._finals_pending - 1)
             self._say(message, error=True)
 
     def _on_model_loading(self, task: str, ref: str, done, total) -> None:
-        if task not in (ASR, CLS):
-            return
-        name = Path(ref).name or ref
-        if done is not None and total:
-            self.model_status.setText(f"Downloading {name}: {100 * done / total:.0f}%")
-        else:
-            self.model_status.setText(f"Loading {name}…")
+        if task in (ASR, CLS):
+            self.controls.show_model_loading(ref, done, total)
 
     def _on_model_loaded(self, task: str, description: str) -> None:
         if task in (ASR, CLS):
-            self.model_status.setText(description)
-            self.model_status.setToolTip(description)
+            self.controls.show_model_loaded(description)
 
     def _on_model_failed(self, task: str, message: str) -> None:
         if task in (ASR, CLS):
-            self.model_status.setText("Model not loaded")
+            self.controls.show_model_failed()
             if message:
                 self._say(message, error=True)
-
-    # ================================================================== drawing
-
-    def _render_transcript(self) -> None:
-        parts = [_esc(s[3]) for s in self.segments if s[3]]
-        html = " ".join(parts)
-        if self.partial_text:
-            html += f" <span style='color:#888888'><i>{_esc(self.partial_text)}</i></span>"
-        elif self.session.in_speech:
-            html += " <span style='color:#888888'><i>…</i></span>"
-        self.transcript.setHtml(f"<p style='font-size:15pt'>{html}</p>")
-        self.transcript.moveCursor(QTextCursor.MoveOperation.End)
-
-    def _add_row(self, start: float, end: float, text: str) -> None:
-        row = self.table.rowCount()
-        self.table.insertRow(row)
-        for col, value in enumerate((_fmt_t(start), _fmt_t(end), text)):
-            item = QTableWidgetItem(value)
-            if col < 2:
-                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            self.table.setItem(row, col, item)
-        self.table.scrollToBottom()
-
-    def _show_file_result(self, r: TranscriptionResult) -> None:
-        self.table.setRowCount(0)
-        for w in r.words:
-            self._add_row(w.start, w.end, w.text)
-        words = " ".join(f"<span title='{w.start:.2f}–{w.end:.2f} s'>{_esc(w.text)}</span>" for w in r.words)
-        body = words or _esc(r.text) or "<span style='color:gray'><i>(no speech recognised)</i></span>"
-        self.transcript.setHtml(f"<p style='color:gray'>{_esc(self.file_path.name if self.file_path else '')} · "
-                                f"{r.duration_s:.1f} s · {len(r.words)} words (hover a word for its time)</p>"
-                                f"<p style='font-size:15pt'>{body}</p>")
 
     # ================================================================== small handlers
 
@@ -579,15 +404,6 @@ class SpeechTab(QWidget):
         (log.warning if error else log.info)("speech tab: %s", text)
         self.message.emit(text)
 
-    def _set_record_button(self, on: bool) -> None:
-        self.record_btn.blockSignals(True)
-        self.record_btn.setChecked(on)
-        self.record_btn.blockSignals(False)
-        self.record_btn.setText("■ Stop" if on else "● Start")
-        self.mic.setEnabled(not on)
-        self.mode.setEnabled(not on)
-        self.refresh_btn.setEnabled(not on)
-
     def _on_record_toggled(self, on: bool) -> None:
         if on:
             self.start()
@@ -595,8 +411,7 @@ class SpeechTab(QWidget):
             self.stop()
 
     def _on_mode(self, *_args) -> None:
-        classify = self.mode.currentData() == "classify"
-        self.pages.setCurrentIndex(1 if classify else 0)
+        self.pages.show_classification(self.mode.currentData() == "classify")
         self.cls_picker.setEnabled(True)
         self.settings.setValue("speech/mode", self.mode.currentData())
 
@@ -621,8 +436,7 @@ class SpeechTab(QWidget):
     def _export_dialog(self, fmt: str) -> None:
         if self.file_result is None:
             return
-        base = self.file_path.with_suffix(f".{fmt}") if self.file_path else Path(f"transcript.{fmt}")
-        path, _ = QFileDialog.getSaveFileName(self, f"Export {fmt.upper()}", str(base), f"{fmt.upper()} (*.{fmt})")
+        path = ask_export_path(self, fmt, self.file_path)
         if not path:
             return
         try:
