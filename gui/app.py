@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, Q
 
 import engine
 from gui.engine_thread import EngineClient
+from gui.settings_util import as_bool
 from gui.widgets.download_dialog import DownloadDialog
 from gui.widgets.pickers import DevicePicker
 
@@ -60,7 +61,7 @@ class MainWindow(QMainWindow):
                                       precision or self.settings.value("engine/precision", "exact"))
         self.device_picker.changed.connect(self._on_device_changed)
         if offline is None:
-            offline = _as_bool(self.settings.value("engine/offline", engine_offline_default()))
+            offline = as_bool(self.settings.value("engine/offline", engine_offline_default()))
         self.offline_action = QAction("Offline", self)
         self.offline_action.setCheckable(True)
         self.offline_action.setChecked(bool(offline))
@@ -331,12 +332,6 @@ class MainWindow(QMainWindow):
 
 def engine_offline_default() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _as_bool(value) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
