@@ -306,3 +306,19 @@ def test_download_dialog_shows_bytes_and_cancels(qtbot, window, monkeypatch):
     qtbot.waitUntil(lambda: not w.download_dialog.isVisible(), timeout=5_000)
     assert "cancelled" in w.statusBar().currentMessage()
     assert w.failure_box is None  # a cancel is not a failure
+
+
+def test_source_combo_finds_items_by_value(qtbot):
+    """The camera chosen last time is found again, and re-showing the same file keeps one entry."""
+    from gui.widgets.source_combo import SourceCombo
+    combo = SourceCombo()
+    qtbot.addWidget(combo)
+    assert combo.camera_index(2) == 2
+    assert combo.camera_index(7) == -1
+    combo.show_file("a.mp4", "/tmp/a.mp4")
+    n = combo.count()
+    combo.show_file("a.mp4", "/tmp/a.mp4")
+    assert combo.count() == n and combo.currentIndex() == 0
+    assert combo.camera_index(1) == 2  # cameras moved down by the file entry
+    combo.show_file("b.png", "/tmp/b.png")  # a new file replaces the old one
+    assert combo.count() == n and combo.itemText(0) == "b.png"

@@ -25,13 +25,22 @@ class SourceCombo(QComboBox):
         self.addItem("Open image…", ("open", "image"))
         self.setToolTip("Where frames come from (you can also drop a file on the window)")
 
+    def find(self, data: tuple) -> int:
+        """The index of the item whose data equals ``data`` (by value: QComboBox.findData compares
+        Python tuples by identity), -1 if none."""
+        for i in range(self.count()):
+            item = self.itemData(i)
+            if item is not None and tuple(item) == tuple(data):
+                return i
+        return -1
+
     def has_file(self) -> bool:
         return bool(self.itemData(0)) and self.itemData(0)[0] == "file"
 
     def show_file(self, name: str, path) -> None:
         """Select the file at ``path`` (shown as ``name``), replacing the file listed before."""
         data = ("file", str(path))
-        i = self.findData(data)
+        i = self.find(data)
         if i < 0:
             if self.has_file():
                 self.removeItem(0)
@@ -42,7 +51,7 @@ class SourceCombo(QComboBox):
 
     def camera_index(self, camera: int) -> int:
         """The item index of camera ``camera``, -1 if not listed."""
-        return self.findData(("camera", camera))
+        return self.find(("camera", camera))
 
 
 def ask_for_file(parent: QWidget, kind: str, start_dir: str) -> str:
