@@ -123,8 +123,8 @@ class SpeechTab(QWidget):
 
     def _restore(self) -> None:
         s = self.settings
-        self.asr_picker.set_model(s.value("speech/asr_model", None) or self.asr_picker.current_model(), emit=False)
-        self.cls_picker.set_model(s.value("speech/cls_model", None) or self.cls_picker.current_model(), emit=False)
+        self.asr_picker.set_model(s.value(f"models/{ASR}", None) or self.asr_picker.current_model(), emit=False)
+        self.cls_picker.set_model(s.value(f"models/{CLS}", None) or self.cls_picker.current_model(), emit=False)
         mode = s.value("speech/mode", "transcribe")
         self.controls.set_mode(mode)
         self._on_mode()
@@ -421,7 +421,7 @@ class SpeechTab(QWidget):
             self.settings.setValue("speech/device", data)
 
     def _model_chosen(self, task: str, ref: str) -> None:
-        self.settings.setValue("speech/asr_model" if task == ASR else "speech/cls_model", ref)
+        self.settings.setValue(f"models/{task}", ref)  # one key per task, as the Vision tab
         if self.engine.loaded_model(task) is not None or (task == self.live_task and self.is_recording()):
             self.engine.load(task, ref)
 
