@@ -269,3 +269,14 @@ def test_chunk_plan_covers_audio_once():
             assert e0 - r0 == s1 + l1  # what one chunk gives up, the next one keeps
     with pytest.raises(InputError, match="twice the stride"):
         chunk_plan(16000 * 10, 320, 16000, 2.0, 1.0)
+
+
+def test_wrong_checkpoint_kind_is_named(w2v_base_ctc, w2v_cls_weighted, detr_checkpoint):
+    """A checkpoint of another architecture or head gets a message that says what it is."""
+    from engine import CheckpointError, load_task
+    with pytest.raises(CheckpointError, match="'detr' model.*speech-recognition"):
+        load_task("speech-recognition", str(detr_checkpoint), device="cpu")
+    with pytest.raises(CheckpointError, match="SequenceClassification.*needs one with a CTC head"):
+        load_task("speech-recognition", str(w2v_cls_weighted), device="cpu")
+    with pytest.raises(CheckpointError, match="ForCTC.*SequenceClassification head"):
+        load_task("audio-classification", str(w2v_base_ctc), device="cpu")

@@ -17,7 +17,7 @@ from ..device import Placement
 from ..errors import InputError
 from ..models import wav2vec2
 from ..results import AudioClassificationOptions, AudioClassificationResult
-from .base import Progress, StageClock, Task
+from .base import Progress, StageClock, Task, expect_architecture
 
 MAX_SECONDS = 600.0  # one forward pass over the whole clip: keep attention memory bounded
 
@@ -37,6 +37,7 @@ class AudioClassification(Task):
 
     @classmethod
     def load(cls, model_ref: str, folder: Path, placement: Placement) -> AudioClassification:
+        expect_architecture(folder, model_ref, cls.name, ("wav2vec2",), ("ForSequenceClassification",))
         model = wav2vec2.load(folder, placement, "classification")
         return cls(model_ref, folder, placement, model, FeatureSettings.from_folder(folder))
 

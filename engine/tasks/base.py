@@ -36,6 +36,25 @@ class StageClock:
         return Timings(self.ms["preprocess"], self.ms["model"], self.ms["postprocess"])
 
 
+def expect_architecture(folder: Path, model_ref: str, task: str, model_types: tuple[str, ...],
+                        head_suffixes: tuple[str, ...] = ()) -> dict:
+    """Read config.json and check it is a model this task runs (its ``model_type`` and, when the
+    config names them, its ``architectures``' head); a clear CheckpointError otherwise."""
+    from ..errors import CheckpointError
+    from ..hub import read_json
+
+    config = read_json(folder, "config.json")
+    kind = config.get("model_type", "unknown")
+    if kind not in model_types:
+        raise CheckpointError(f"{model_ref} is a {kind!r} model; the {task} task runs "
+                              f"{' or '.join(repr(t) for t in model_types)} checkpoints.")
+    archs = [a for a in config.get("architectures") or [] if isinstance(a, str)]
+    if head_suffixes and archs and not any(a.endswith(head_suffixes) for a in archs):
+        raise CheckpointError(f"{model_ref} is a {', '.join(archs)} checkpoint; the {task} task needs one "
+                              f"with a {' or '.join(h.removeprefix('For') for h in head_suffixes)} head.")
+    return config
+
+
 class Task:
     """Base class. Subclasses set ``name`` and ``options_type`` and implement ``load`` and ``run``.
 

@@ -27,7 +27,7 @@ from ..device import Placement
 from ..errors import InputError
 from ..models import wav2vec2
 from ..results import CTCInternals, Span, Timings, TranscriptionOptions, TranscriptionResult
-from .base import Progress, StageClock, Task
+from .base import Progress, StageClock, Task, expect_architecture
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class SpeechRecognition(Task):
 
     @classmethod
     def load(cls, model_ref: str, folder: Path, placement: Placement) -> SpeechRecognition:
+        expect_architecture(folder, model_ref, cls.name, ("wav2vec2",), ("ForCTC",))
         vocab = ctc.CTCVocab.from_folder(folder)
         model = wav2vec2.load(folder, placement, "ctc")
         if len(vocab.tokens) > model.config.vocab_size:
