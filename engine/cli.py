@@ -48,22 +48,26 @@ def _common(p: argparse.ArgumentParser, task: str) -> None:
 def cmd_detect(args) -> int:
     from .imageio import read_image
     from .results import DetectionOptions
-    image = read_image(args.image)
+    images = [read_image(path) for path in args.image]
     task = _load(args, "object-detection")
     opts = DetectionOptions(threshold=args.threshold, shortest_edge=args.size, longest_edge=max(args.size, 1333))
-    result = task(image, opts)
+    # several images: one padded batch, each result timed with an even share of the batch
+    results = task.run_batch(images, opts) if len(images) > 1 else [task(images[0], opts)]
     if args.json:
-        print(json.dumps({"image": str(args.image), "model": task.model_ref, "size": list(result.image_size),
-                          "detections": result.to_json(),
-                          "timings_ms": {"preprocess": round(result.timings.preprocess_ms, 1),
-                                         "model": round(result.timings.model_ms, 1),
-                                         "postprocess": round(result.timings.postprocess_ms, 1)}}, indent=2))
+        blocks = [{"image": str(path), "model": task.model_ref, "size": list(result.image_size),
+                   "detections": result.to_json(),
+                   "timings_ms": {"preprocess": round(result.timings.preprocess_ms, 1),
+                                  "model": round(result.timings.model_ms, 1),
+                                  "postprocess": round(result.timings.postprocess_ms, 1)}}
+                  for path, result in zip(args.image, results)]
+        print(json.dumps(blocks if len(blocks) > 1 else blocks[0], indent=2))
         return 0
-    print(f"{len(result)} objects in {args.image} ({result.image_size[1]}x{result.image_size[0]}), "
-          f"threshold {args.threshold}, {result.timings.total_ms:.0f} ms on {task.placement.describe()}")
-    for d in result.to_json():
-        x0, y0, x1, y1 = d["box"]
-        print(f"  {d['label']:<20} {d['score']:.3f}  box ({x0:.0f}, {y0:.0f}) – ({x1:.0f}, {y1:.0f})")
+    for path, result in zip(args.image, results):
+        print(f"{len(result)} objects in {path} ({result.image_size[1]}x{result.image_size[0]}), "
+              f"threshold {args.threshold}, {result.timings.total_ms:.0f} ms on {task.placement.describe()}")
+        for d in result.to_json():
+            x0, y0, x1, y1 = d["box"]
+            print(f"  {d['label']:<20} {d['score']:.3f}  box ({x0:.0f}, {y0:.0f}) – ({x1:.0f}, {y1:.0f})")
     return 0
 
 
@@ -131,9 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    d = sub.add_parser("detect", help="detect objects in an image (DETR)",
-                       description="Detect objects in an image with DETR and print them.")
-    d.add_argument("image", type=Path)
+    d = sub.add_parser("detect", help="detect objects in images (DETR)",
+                       description="Detect objects in images with DETR and print them. Several images run "
+                                   "as one batch (padded to a common size, with a pixel mask).")
+    d.add_argument("image", type=Path, nargs="+", metavar="IMAGE")
     _common(d, "object-detection")
     d.add_argument("--threshold", type=float, default=0.7, help="minimum score (default 0.7)")
     d.add_argument("--size", type=int, default=800, help="shortest image edge fed to the model (default 800)")

@@ -148,3 +148,59 @@ def test_transformers_layout_config_reads_its_resnet(detr_checkpoint):
     cfg = detr.DetrConfig.from_hf(json.loads((detr_checkpoint / "config.json").read_text()))
     assert cfg.backbone == ResNetConfig((3, 4, 6, 3), 8, (16, 32, 64, 128), 3)
     assert cfg.id2label[3] == "N/A" and cfg.num_labels == 8
+
+
+# ---------------------------------------------------------------------------- padded batches
+
+@pytest.fixture(scope="module")
+def padded_batch():
+    """Two images of different sizes padded bottom-right to 96x128 (feature map 3x4), as
+    DetrImageProcessor.pad does (zeros after normalisation), and their pixel mask. The second
+    one's padding reaches the feature map: nearest cells sample rows 0/32/64 and columns 0/32/64/96."""
+    g = torch.Generator().manual_seed(5)
+    pixels = torch.zeros(2, 3, 96, 128)
+    mask = torch.zeros(2, 96, 128, dtype=torch.long)
+    pixels[0] = torch.randn(3, 96, 128, generator=g)
+    mask[0] = 1
+    pixels[1, :, :50, :80] = torch.randn(3, 50, 80, generator=g)
+    mask[1, :50, :80] = 1
+    return pixels, mask
+
+
+def test_padded_batch_matches_transformers(detr_timm_checkpoint, detr_oracle, padded_batch):
+    pixels, mask = padded_batch
+    model = _ours(detr_timm_checkpoint).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        theirs = detr_oracle(pixel_values=pixels, pixel_mask=mask, output_attentions=True)
+    with torch.inference_mode():
+        out = model(pixels.contiguous(memory_format=torch.channels_last), pixel_mask=mask, want_attention=True)
+        alone = model(pixels[1:, :, :50, :80])  # the second image unpadded
+        unmasked = model(pixels)  # the padded pixels without their mask
+    torch.testing.assert_close(out.logits, theirs.logits, atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.boxes, theirs.pred_boxes, atol=1e-4, rtol=0)
+    assert out.feature_mask.tolist() == [[[True] * 4] * 3, [[True, True, True, False]] * 2 + [[False] * 4]]
+    attn = out.cross_attention  # (B, Q, h, w): padded cells get no attention, each map sums to 1
+    torch.testing.assert_close(attn, theirs.cross_attentions[-1].mean(dim=1).reshape(2, 12, 3, 4), atol=1e-5, rtol=0)
+    assert attn[1, :, 2, :].abs().max() == 0 and attn[1, :, :, 3].abs().max() == 0
+    # the mask matters: without it the padded image's predictions are different
+    assert (unmasked.logits[1] - out.logits[1]).abs().max() > 1e-2
+    # the full-size image is unaffected by its neighbour's padding
+    torch.testing.assert_close(out.logits[0], unmasked.logits[0], atol=1e-5, rtol=0)
+    assert alone.logits.shape == (1, 12, 9)
+
+
+def test_masked_positions_equal_the_plain_ones_without_padding():
+    ones = torch.ones(2, 3, 5, dtype=torch.bool)
+    plain = detr.sine_position_encoding(3, 5, 32, torch.device("cpu"), torch.float32)
+    torch.testing.assert_close(detr.masked_sine_position_encoding(ones, 32, torch.float32), plain.expand(2, 15, 32),
+                               atol=1e-6, rtol=0)
+    part = ones.clone()
+    part[1, 2:, :] = False
+    part[1, :, 3:] = False
+    pos = detr.masked_sine_position_encoding(part, 32, torch.float32).reshape(2, 3, 5, 32)
+    small = detr.sine_position_encoding(2, 3, 32, torch.device("cpu"), torch.float32).reshape(2, 3, 32)
+    torch.testing.assert_close(pos[1, :2, :3], small, atol=1e-6, rtol=0)  # the real part spans [0, 2π] itself
+    assert detr.feature_mask(torch.ones(2, 96, 128), 3, 4) is None  # no padding: nothing to mask
+    pixel_mask = torch.ones(1, 96, 128)
+    pixel_mask[:, 90:] = 0  # thinner than a cell: vanishes at the feature map's resolution
+    assert detr.feature_mask(pixel_mask, 3, 4) is None

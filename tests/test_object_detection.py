@@ -172,6 +172,115 @@ def test_not_detr_is_refused(detr_timm_checkpoint, tmp_path):
         load_task("object-detection", str(tmp_path / "m"), device="cpu")
 
 
+# ---------------------------------------------------------------------------- batches of different sizes
+
+@pytest.fixture(scope="module")
+def second_image(detr_test_image):
+    """A 90x200 frame: with SMALL it stays 90x200, the first becomes 128x170; padded to 128x200
+    both have padding that reaches the 4x7 feature map."""
+    import cv2
+    return np.ascontiguousarray(cv2.resize(detr_test_image[::-1], (200, 90), interpolation=cv2.INTER_AREA))
+
+
+def test_batch_pixels_and_mask_are_padded_like_detr_image_processor(task, processor, detr_test_image, second_image):
+    pixels, mask = task.preprocess_batch([detr_test_image, second_image], SMALL)
+    theirs = processor(images=[detr_test_image, second_image], return_tensors="pt")
+    assert pixels.shape == theirs["pixel_values"].shape == (2, 3, 128, 200)
+    torch.testing.assert_close(mask, theirs["pixel_mask"], atol=0, rtol=0)
+    assert (pixels.float() - theirs["pixel_values"]).abs().max().item() <= ONE_LEVEL
+    assert pixels[0, :, :, 170:].abs().max() == 0 and pixels[1, :, 90:, :].abs().max() == 0
+
+
+def test_run_batch_equals_post_process_object_detection(task, processor, detr_oracle, detr_test_image, second_image):
+    """One padded forward pass; transformers' model on OUR pixels + mask, post-processed with each
+    image's ORIGINAL size (no correction for padding), gives the same detections."""
+    images = [detr_test_image, second_image]
+    results = task.run_batch(images, SMALL)
+    pixels, mask = task.preprocess_batch(images, SMALL)
+    sizes = [(120, 160), (90, 200)]
+    with torch.no_grad():
+        outputs = detr_oracle(pixel_values=pixels.float().contiguous(), pixel_mask=mask)
+    posts = processor.post_process_object_detection(outputs, threshold=SMALL.threshold, target_sizes=sizes)
+    for result, post, size in zip(results, posts, sizes):
+        order = torch.argsort(post["scores"], descending=True)
+        assert len(result) >= 3 and result.image_size == size
+        np.testing.assert_allclose(result.scores, post["scores"][order].numpy(), atol=1e-5)
+        np.testing.assert_array_equal(result.label_ids, post["labels"][order].numpy())
+        np.testing.assert_allclose(result.boxes, post["boxes"][order].numpy(), atol=1e-3)
+    # the padded image's detections are not those of the image alone: the mask is in play
+    alone = task(second_image, SMALL)
+    assert len(alone) != len(results[1]) or not np.allclose(alone.scores, results[1].scores, atol=1e-3)
+    n = len(images)  # timings: each result carries an even share of the batch
+    assert results[0].timings == results[1].timings and results[0].timings.model_ms > 0
+    assert n * results[0].timings.total_ms > results[0].timings.model_ms
+
+
+def test_run_batch_end_to_end_close_to_transformers(task, processor, detr_oracle, detr_test_image, second_image):
+    """processor(images=[a, b]) + model + post_process_object_detection(target_sizes=original sizes)."""
+    results = task.run_batch([detr_test_image, second_image], SMALL)
+    inputs = processor(images=[detr_test_image, second_image], return_tensors="pt")
+    with torch.no_grad():
+        outputs = detr_oracle(pixel_values=inputs["pixel_values"], pixel_mask=inputs["pixel_mask"])
+    posts = processor.post_process_object_detection(outputs, threshold=SMALL.threshold,
+                                                    target_sizes=[(120, 160), (90, 200)])
+    for result, post in zip(results, posts):
+        order = torch.argsort(post["scores"], descending=True)
+        assert len(result) == len(post["scores"])
+        np.testing.assert_array_equal(result.label_ids, post["labels"][order].numpy())
+        np.testing.assert_allclose(result.scores, post["scores"][order].numpy(), atol=0.01)
+        np.testing.assert_allclose(result.boxes, post["boxes"][order].numpy(), atol=1.0)
+
+
+def test_run_batch_of_one_equals_run(task, detr_test_image):
+    options = DetectionOptions(threshold=0.05, shortest_edge=128, longest_edge=200, internals=True)
+    [batched] = task.run_batch([detr_test_image], options)
+    single = task(detr_test_image, options)
+    np.testing.assert_array_equal(batched.boxes, single.boxes)
+    np.testing.assert_array_equal(batched.scores, single.scores)
+    np.testing.assert_array_equal(batched.query_ids, single.query_ids)
+    assert batched.labels == single.labels and batched.image_size == single.image_size
+    np.testing.assert_array_equal(batched.internals.cross_attention, single.internals.cross_attention)
+    assert task.run_batch([], options) == []
+
+
+def test_run_batch_internals_keep_each_image_s_own_cells(task, detr_test_image, second_image):
+    options = DetectionOptions(threshold=0.05, shortest_edge=128, longest_edge=200, internals=True)
+    a, b = task.run_batch([detr_test_image, second_image], options)
+    assert a.internals.feature_size == (4, 6) and a.internals.cross_attention.shape == (12, 4, 6)
+    assert b.internals.feature_size == (3, 7) and b.internals.cross_attention.shape == (12, 3, 7)
+    for r in (a, b):  # the padding's cells had no attention, so what is kept still sums to 1
+        np.testing.assert_allclose(r.internals.cross_attention.sum(axis=(1, 2)), 1.0, atol=1e-5)
+
+
+def test_run_batch_bad_input(task, detr_test_image):
+    with pytest.raises(InputError, match="list of images"):
+        task.run_batch(detr_test_image, SMALL)
+    with pytest.raises(InputError, match="uint8"):
+        task.run_batch([detr_test_image, np.zeros((10, 10, 3), np.float32)], SMALL)
+    with pytest.raises(InputError, match="threshold"):
+        task.run_batch([detr_test_image], DetectionOptions(threshold=1.5))
+
+
+def test_cli_detect_several_images(detr_timm_checkpoint, detr_test_image, second_image, tmp_path, capsys):
+    import cv2
+
+    from engine import cli
+    paths = []
+    for name, image in (("a.png", detr_test_image), ("b.png", second_image)):
+        ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        (tmp_path / name).write_bytes(data.tobytes())
+        paths.append(str(tmp_path / name))
+    common = ["--model", str(detr_timm_checkpoint), "--device", "cpu", "--threshold", "0.05", "--size", "128"]
+    assert cli.main(["detect", *paths, *common, "--json"]) == 0
+    blocks = json.loads(capsys.readouterr().out)
+    assert [b["image"] for b in blocks] == paths and [b["size"] for b in blocks] == [[120, 160], [90, 200]]
+    assert cli.main(["detect", paths[1], *common, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["size"] == [90, 200]  # one image: one object, as before
+    assert cli.main(["detect", *paths, *common]) == 0
+    text = capsys.readouterr().out
+    assert text.count(" objects in ") == 2 and "(200x90)" in text
+
+
 # ---------------------------------------------------------------------------- imageio
 
 def test_read_image_roundtrip(tmp_path, detr_test_image):

@@ -9,6 +9,13 @@ set is predicted in a single pass, without anchors or non-maximum suppression: i
 bipartite matching (the Hungarian algorithm) assigns each ground-truth object to exactly one
 query, so the queries learn not to duplicate each other.
 
+Images of different sizes run as one batch padded bottom-right, with a pixel mask (1 = real
+pixel): the positional encodings then count real feature cells only and attention never looks at
+padded cells, so each image's boxes are relative to its own real (unpadded) extent, as the
+checkpoints were trained. The backbone's convolutions do see the zeros beyond an image's edge
+(and the feature grid differs), so a padded image's outputs are not exactly those of the same
+image run alone.
+
 Checkpoints: the real ``facebook/detr-resnet-50`` / ``-101`` use timm's ResNet key names
 (``model.backbone.conv_encoder.model.layer1.0.conv1.weight``); checkpoints written by
 transformers with ``use_timm_backbone=False`` use its own ResNet names
@@ -91,6 +98,14 @@ def _backbone_config(cfg: Mapping) -> ResNetConfig:
     return ResNetConfig(num_channels=channels)  # transformers' default ResNet-50 ResNetConfig
 
 
+def _sine(pos: torch.Tensor, half: int, temperature: float) -> torch.Tensor:
+    """Positions (...) in [0, 2π] -> (..., half): channel pairs (2i, 2i+1) are sin/cos at frequency i."""
+    dim_t = torch.arange(half, dtype=torch.int64, device=pos.device).to(torch.float32)
+    dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / half)  # (half,)
+    p = pos[..., None] / dim_t  # (..., half)
+    return torch.stack((p[..., 0::2].sin(), p[..., 1::2].cos()), dim=-1).flatten(-2)  # (..., half) interleaved
+
+
 def sine_position_encoding(h: int, w: int, d_model: int, device: torch.device, dtype: torch.dtype,
                            temperature: float = 10000.0) -> torch.Tensor:
     """DETR's fixed 2-D sine positional encodings (normalised to 2π) -> (h*w, d_model).
@@ -102,16 +117,40 @@ def sine_position_encoding(h: int, w: int, d_model: int, device: torch.device, d
     scale, eps = 2 * math.pi, 1e-6
     y = torch.arange(1, h + 1, dtype=torch.float32, device=device)
     x = torch.arange(1, w + 1, dtype=torch.float32, device=device)
-    y = y / (y[-1:] + eps) * scale  # (h,)
-    x = x / (x[-1:] + eps) * scale  # (w,)
-    dim_t = torch.arange(half, dtype=torch.int64, device=device).to(torch.float32)
-    dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / half)  # (half,)
-    py = y[:, None] / dim_t  # (h, half)
-    px = x[:, None] / dim_t  # (w, half)
-    py = torch.stack((py[:, 0::2].sin(), py[:, 1::2].cos()), dim=2).flatten(1)  # (h, half) sin/cos interleaved
-    px = torch.stack((px[:, 0::2].sin(), px[:, 1::2].cos()), dim=2).flatten(1)  # (w, half)
+    py = _sine(y / (y[-1:] + eps) * scale, half, temperature)  # (h, half)
+    px = _sine(x / (x[-1:] + eps) * scale, half, temperature)  # (w, half)
     pos = torch.cat((py[:, None, :].expand(h, w, half), px[None, :, :].expand(h, w, half)), dim=2)  # (h, w, d)
     return pos.reshape(h * w, d_model).to(dtype)  # (h*w, d_model)
+
+
+def masked_sine_position_encoding(mask: torch.Tensor, d_model: int, dtype: torch.dtype,
+                                  temperature: float = 10000.0) -> torch.Tensor:
+    """The same encodings for padded images: mask (B, h, w), True = a cell of the real image
+    -> (B, h*w, d_model).
+
+    A cell's row position is the number of real cells above it and at it in its column (a
+    cumulative sum of the mask), divided by the column's count of real cells; columns alike. So
+    the real part of every image spans [0, 2π] whatever its padding, and padding cells get 0.
+    With no padding this equals :func:`sine_position_encoding`.
+    """
+    half = d_model // 2
+    scale, eps = 2 * math.pi, 1e-6
+    m = mask.to(torch.float32)  # (B, h, w)
+    y = m.cumsum(1)  # (B, h, w) row position counting real cells only
+    x = m.cumsum(2)  # (B, h, w) column position
+    y = y / (y[:, -1:, :] + eps) * scale
+    x = x / (x[:, :, -1:] + eps) * scale
+    pos = torch.cat((_sine(y, half, temperature), _sine(x, half, temperature)), dim=-1)  # (B, h, w, d)
+    return pos.flatten(1, 2).to(dtype)  # (B, h*w, d_model)
+
+
+def feature_mask(pixel_mask: torch.Tensor, h: int, w: int) -> torch.Tensor | None:
+    """Pixel mask (B, H, W), 1 = real pixel, 0 = padding -> (B, h, w) bool mask of the feature
+    map, True = real. Nearest-neighbour downsampling, as the reference implementation does: cell
+    (i, j) takes pixel (floor(i * H / h), floor(j * W / w)). None when every cell is real, so that
+    nothing needs masking (padding thinner than one cell can vanish here)."""
+    mask = F.interpolate(pixel_mask[:, None].float(), size=(h, w), mode="nearest")[:, 0].bool()  # (B, h, w)
+    return None if bool(mask.all()) else mask
 
 
 class Attention(nn.Module):
@@ -130,16 +169,20 @@ class Attention(nn.Module):
         return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                key_mask: torch.Tensor | None = None,
                 want_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """query (B, Tq, D), key/value (B, Tk, D) -> (B, Tq, D) and, if asked,
-        the attention weights averaged over heads (B, Tq, Tk)."""
+        """query (B, Tq, D), key/value (B, Tk, D), key_mask None or (B, 1, 1, Tk) bool (False =
+        padding, never attended to) -> (B, Tq, D) and, if asked, the attention weights averaged
+        over heads (B, Tq, Tk)."""
         q = self._split(self.q_proj(query))  # (B, heads, Tq, head_dim)
         k = self._split(self.k_proj(key))  # (B, heads, Tk, head_dim)
         v = self._split(self.v_proj(value))  # (B, heads, Tk, head_dim)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, Tq, head_dim)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)  # (B, heads, Tq, head_dim)
         weights = None
         if want_weights:  # the same softmax SDPA computes, made explicit for the app to show
             scores = (q.float() @ k.float().transpose(-2, -1)) * self.head_dim ** -0.5  # (B, heads, Tq, Tk)
+            if key_mask is not None:
+                scores = scores.masked_fill(~key_mask, float("-inf"))
             weights = scores.softmax(dim=-1).mean(dim=1)  # (B, Tq, Tk)
         b, _, tq, _ = out.shape
         out = out.transpose(1, 2).reshape(b, tq, self.heads * self.head_dim)  # (B, Tq, D)
@@ -159,10 +202,10 @@ class EncoderLayer(nn.Module):
         self.final_layer_norm = nn.LayerNorm(d)
         self.act = _ACTIVATIONS[cfg.activation_function]
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """x (B, HW, D), pos (1, HW, D) -> (B, HW, D)"""
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, HW, D), pos (1 or B, HW, D), key_mask None or (B, 1, 1, HW) -> (B, HW, D)"""
         qk = x + pos
-        x = self.self_attn_layer_norm(x + self.self_attn(qk, qk, x)[0])
+        x = self.self_attn_layer_norm(x + self.self_attn(qk, qk, x, key_mask)[0])
         return self.final_layer_norm(x + self.fc2(self.act(self.fc1(x))))
 
 
@@ -182,12 +225,13 @@ class DecoderLayer(nn.Module):
         self.act = _ACTIVATIONS[cfg.activation_function]
 
     def forward(self, x: torch.Tensor, query_pos: torch.Tensor, memory: torch.Tensor, pos: torch.Tensor,
+                key_mask: torch.Tensor | None = None,
                 want_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (B, Q, D) queries, query_pos (1, Q, D), memory (B, HW, D), pos (1, HW, D)
-        -> (B, Q, D) and, if asked, cross-attention weights (B, Q, HW)."""
+        """x (B, Q, D) queries, query_pos (1, Q, D), memory (B, HW, D), pos (1 or B, HW, D), key_mask
+        None or (B, 1, 1, HW) -> (B, Q, D) and, if asked, cross-attention weights (B, Q, HW)."""
         qk = x + query_pos
-        x = self.self_attn_layer_norm(x + self.self_attn(qk, qk, x)[0])
-        attended, weights = self.encoder_attn(x + query_pos, memory + pos, memory, want_weights)
+        x = self.self_attn_layer_norm(x + self.self_attn(qk, qk, x)[0])  # queries never padded
+        attended, weights = self.encoder_attn(x + query_pos, memory + pos, memory, key_mask, want_weights)
         x = self.encoder_attn_layer_norm(x + attended)
         x = self.final_layer_norm(x + self.fc2(self.act(self.fc1(x))))
         return x, weights
@@ -198,10 +242,10 @@ class Encoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """(B, HW, D) -> (B, HW, D)"""
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, HW, D) -> (B, HW, D); padded cells (key_mask False) are attended to by none"""
         for layer in self.layers:
-            x = layer(x, pos)
+            x = layer(x, pos, key_mask)
         return x
 
 
@@ -212,11 +256,12 @@ class Decoder(nn.Module):
         self.layernorm = nn.LayerNorm(cfg.d_model)
 
     def forward(self, x: torch.Tensor, query_pos: torch.Tensor, memory: torch.Tensor, pos: torch.Tensor,
+                key_mask: torch.Tensor | None = None,
                 want_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, Q, D) -> (B, Q, D); the LAST layer's cross-attention (B, Q, HW) when asked."""
         weights = None
         for i, layer in enumerate(self.layers):
-            x, weights = layer(x, query_pos, memory, pos, want_weights and i == len(self.layers) - 1)
+            x, weights = layer(x, query_pos, memory, pos, key_mask, want_weights and i == len(self.layers) - 1)
         return self.layernorm(x), weights
 
 
@@ -237,9 +282,10 @@ class BoxHead(nn.Module):
 @dataclass
 class DetrOutput:
     logits: torch.Tensor  # (B, Q, num_labels + 1); the last class is "no object"
-    boxes: torch.Tensor  # (B, Q, 4) cx, cy, w, h relative to the image
+    boxes: torch.Tensor  # (B, Q, 4) cx, cy, w, h relative to the image (its real part when padded)
     cross_attention: torch.Tensor | None  # (B, Q, h, w) last decoder layer, mean over heads
     feature_size: tuple[int, int]  # (h, w) of the backbone feature map
+    feature_mask: torch.Tensor | None = None  # (B, h, w) True = real image cell; None: no padding
 
 
 class DetrForObjectDetection(nn.Module):
@@ -265,23 +311,35 @@ class DetrForObjectDetection(nn.Module):
             self._pos_cache[key] = pos
         return pos
 
-    def forward(self, pixel_values: torch.Tensor, want_attention: bool = False) -> DetrOutput:
-        """pixel_values (B, 3, H, W), normalised, same size for the whole batch (no padding) ->
-        DetrOutput with logits (B, Q, L+1), boxes (B, Q, 4) and optionally cross-attention."""
+    def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None,
+                want_attention: bool = False) -> DetrOutput:
+        """pixel_values (B, 3, H, W) normalised; pixel_mask None (every pixel real) or (B, H, W) with
+        1 = real pixel, 0 = padding (images of different sizes padded bottom-right to one size) ->
+        DetrOutput with logits (B, Q, L+1), boxes (B, Q, 4) and optionally cross-attention.
+
+        With a mask, the positional encodings count real cells only and neither the encoder nor the
+        decoder's cross-attention looks at padded cells; without one (or when the padding vanishes
+        at the feature map's resolution) nothing is masked: the single-image path does no extra work.
+        """
         features = self.backbone(pixel_values)  # (B, C, h, w), stride 32
         x = self.input_projection(features)  # (B, D, h, w)
         b, d, h, w = x.shape
         x = x.flatten(2).transpose(1, 2).contiguous()  # (B, h*w, D)
-        pos = self._positions(h, w, x)  # (1, h*w, D)
-        memory = self.encoder(x, pos)  # (B, h*w, D)
+        mask = None if pixel_mask is None else feature_mask(pixel_mask, h, w)  # (B, h, w) or None
+        if mask is None:
+            pos, key_mask = self._positions(h, w, x), None  # (1, h*w, D)
+        else:
+            pos = masked_sine_position_encoding(mask, d, x.dtype)  # (B, h*w, D)
+            key_mask = mask.flatten(1)[:, None, None, :]  # (B, 1, 1, h*w), broadcast over heads and queries
+        memory = self.encoder(x, pos, key_mask)  # (B, h*w, D)
         query_pos = self.query_position_embeddings.weight[None]  # (1, Q, D)
         queries = torch.zeros(b, query_pos.shape[1], d, dtype=x.dtype, device=x.device)  # (B, Q, D)
-        hs, attn = self.decoder(queries, query_pos, memory, pos, want_attention)  # (B, Q, D)
+        hs, attn = self.decoder(queries, query_pos, memory, pos, key_mask, want_attention)  # (B, Q, D)
         logits = self.class_labels_classifier(hs)  # (B, Q, L+1)
         boxes = self.bbox_predictor(hs).sigmoid()  # (B, Q, 4)
         if attn is not None:
             attn = attn.reshape(b, attn.shape[1], h, w)  # (B, Q, h, w)
-        return DetrOutput(logits, boxes, attn, (h, w))
+        return DetrOutput(logits, boxes, attn, (h, w), mask)
 
 
 # ---------------------------------------------------------------------------- checkpoints

@@ -5,6 +5,12 @@
     model        engine.models.detr: backbone -> encoder -> decoder with object queries -> heads
     postprocess  softmax, drop "no object", keep score > threshold, boxes to pixels of the
                  ORIGINAL image (as post_process_object_detection), best first
+
+Batches (:meth:`ObjectDetection.run_batch`): each image is resized on its own, then all are padded
+bottom-right with zeros to the largest height and width, with a pixel mask, as DetrImageProcessor
+does. Boxes are NOT corrected for the padding: the model (masked positions and attention) predicts
+them relative to each image's real extent, and transformers' post_process_object_detection simply
+multiplies them by each image's original size; we do the same (checked against it in the tests).
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ from ..errors import CheckpointError, InputError
 from ..hub import load_weights, read_json
 from ..imageio import to_rgb
 from ..models import detr
-from ..results import DetectionInternals, DetectionOptions, DetectionResult
+from ..results import DetectionInternals, DetectionOptions, DetectionResult, Timings
 from .base import Progress, StageClock, Task
 
 log = logging.getLogger(__name__)
@@ -121,11 +127,37 @@ class ObjectDetection(Task):
         x = x.to(self.placement.dtype)
         return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
-    def postprocess(self, out: detr.DetrOutput, image_size: tuple[int, int], options: DetectionOptions):
-        """Raw set prediction -> arrays of the kept detections, best first (all fp32, on the CPU)."""
-        probs = out.logits[0].float().softmax(-1)  # (Q, L+1)
+    def preprocess_batch(self, images: list[np.ndarray],
+                         options: DetectionOptions) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(H_i, W_i, 3) uint8 RGB frames -> (B, 3, H, W) normalised pixels and the (B, H, W) int64
+        pixel mask (1 = real pixel, 0 = padding), or None when no image needed padding.
+
+        Each frame is resized as :meth:`preprocess` does, then padded bottom-right with zeros (after
+        normalisation, as DetrImageProcessor.pad) to the batch's largest height and width."""
+        parts = [self.preprocess(image, options) for image in images]  # (1, 3, h_i, w_i) each
+        if len(parts) == 1:
+            return parts[0], None
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        height, width = max(p.shape[2] for p in parts), max(p.shape[3] for p in parts)
+        if all(p.shape[2:] == (height, width) for p in parts):
+            return torch.cat(parts).contiguous(memory_format=fmt), None  # (B, 3, H, W)
+        first = parts[0]
+        pixels = torch.empty((len(parts), 3, height, width), dtype=first.dtype, device=first.device,
+                             memory_format=fmt).zero_()  # (B, 3, H, W)
+        mask = torch.zeros((len(parts), height, width), dtype=torch.int64, device=first.device)  # (B, H, W)
+        for i, p in enumerate(parts):
+            h, w = p.shape[2:]
+            pixels[i, :, :h, :w] = p[0]
+            mask[i, :h, :w] = 1
+        return pixels, mask
+
+    def postprocess(self, out: detr.DetrOutput, image_size: tuple[int, int], options: DetectionOptions,
+                    index: int = 0):
+        """Raw set prediction of batch item ``index`` -> arrays of the kept detections, best first
+        (all fp32, on the CPU); ``image_size`` is that image's ORIGINAL (height, width)."""
+        probs = out.logits[index].float().softmax(-1)  # (Q, L+1)
         scores, labels = probs[:, :-1].max(-1)  # (Q,), (Q,) - the last class is "no object"
-        cx, cy, bw, bh = out.boxes[0].float().unbind(-1)  # (Q,) each, relative
+        cx, cy, bw, bh = out.boxes[index].float().unbind(-1)  # (Q,) each, relative to the real image
         h, w = image_size
         boxes = torch.stack([(cx - 0.5 * bw) * w, (cy - 0.5 * bh) * h,
                              (cx + 0.5 * bw) * w, (cy + 0.5 * bh) * h], dim=-1)  # (Q, 4) x0, y0, x1, y1
@@ -133,9 +165,13 @@ class ObjectDetection(Task):
         order = keep[torch.argsort(scores[keep], descending=True, stable=True)]
         internals = None
         if options.internals and out.cross_attention is not None:
+            attn = out.cross_attention[index].float()  # (Q, h, w)
+            if out.feature_mask is not None:  # padded: keep the image's own cells (the rest get 0)
+                real = out.feature_mask[index]  # (h, w), a top-left rectangle
+                attn = attn[:, : int(real[:, 0].sum()), : int(real[0, :].sum())]  # (Q, h_i, w_i)
             internals = DetectionInternals(
-                cross_attention=out.cross_attention[0].float().cpu().numpy(),
-                feature_size=tuple(out.feature_size), query_scores=scores.cpu().numpy())
+                cross_attention=attn.cpu().numpy(),
+                feature_size=(int(attn.shape[1]), int(attn.shape[2])), query_scores=scores.cpu().numpy())
         return (boxes[order].cpu().numpy().astype(np.float32), scores[order].cpu().numpy().astype(np.float32),
                 labels[order].cpu().numpy().astype(np.int64), order.cpu().numpy().astype(np.int64), internals)
 
@@ -160,6 +196,43 @@ class ObjectDetection(Task):
         labels = tuple(self.id2label.get(int(i), str(int(i))) for i in label_ids)
         return DetectionResult(boxes, scores, label_ids, labels, (int(image.shape[0]), int(image.shape[1])),
                                float(options.threshold), query_ids, clock.timings(), internals)
+
+    def run_batch(self, images: list[np.ndarray], options: DetectionOptions | None = None,
+                  cancel: CancelToken | None = None) -> list[DetectionResult]:
+        """Detect objects in several RGB frames of any sizes with ONE forward pass -> one result
+        per frame, in order, each with boxes in pixels of its own original frame.
+
+        Frames are padded to a common size with a pixel mask (:meth:`preprocess_batch`); the
+        model ignores the padding. Timings: the batch's time of each stage split evenly over the
+        frames, so the results' ``total_ms`` add up to the batch's. One frame gives what
+        :meth:`run` gives.
+        """
+        if isinstance(images, np.ndarray) and images.ndim != 4:
+            raise InputError("run_batch takes a list of images (or a (B, H, W, 3) array); use run() for one.")
+        options = self.default_options if options is None else self._options(options)
+        _check_options(options)
+        frames = [to_rgb(image) for image in images]
+        if not frames:
+            return []
+        clock = StageClock(self._sync())
+        with torch.inference_mode():
+            with clock.stage("preprocess"):
+                pixels, mask = self.preprocess_batch(frames, options)  # (B, 3, H, W), (B, H, W) or None
+            check(cancel)
+            with clock.stage("model"):
+                out = self.model(pixels, pixel_mask=mask, want_attention=options.internals)
+            check(cancel)
+            with clock.stage("postprocess"):
+                kept = [self.postprocess(out, frame.shape[:2], options, index=i) for i, frame in enumerate(frames)]
+        n = len(frames)
+        total = clock.timings()
+        share = Timings(total.preprocess_ms / n, total.model_ms / n, total.postprocess_ms / n)
+        results = []
+        for frame, (boxes, scores, label_ids, query_ids, internals) in zip(frames, kept):
+            labels = tuple(self.id2label.get(int(i), str(int(i))) for i in label_ids)
+            results.append(DetectionResult(boxes, scores, label_ids, labels, (int(frame.shape[0]), int(frame.shape[1])),
+                                           float(options.threshold), query_ids, share, internals))
+        return results
 
 
 def _check_options(options: DetectionOptions) -> None:
