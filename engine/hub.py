@@ -109,7 +109,8 @@ def _download(repo_id: str, progress: DownloadProgress | None, cancel: CancelTok
     constants.HF_HUB_OFFLINE = False
 
     try:
-        info = HfApi().model_info(repo_id, files_metadata=True)
+        # Without a timeout a server that accepts the connection but never answers would hang us for good.
+        info = HfApi().model_info(repo_id, files_metadata=True, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - network, auth, unknown repo
         raise ModelNotAvailable(f"Could not reach model '{repo_id}' on the Hugging Face Hub ({type(exc).__name__}: "
                                 f"{str(exc).splitlines()[0] if str(exc) else ''}). " + _how_to_get(repo_id)) from exc
@@ -146,6 +147,15 @@ def _download(repo_id: str, progress: DownloadProgress | None, cancel: CancelTok
         if progress is not None:
             progress(done, total, name)
     assert folder is not None
+    if info.sha:
+        # We downloaded by commit (so every file comes from the same one), and hf_hub_download then records no
+        # branch -> commit ref; without refs/main, _cached_snapshot (offline use) would never find the model.
+        # Written last, as snapshot_download does, so an interrupted download is not taken for a cached one.
+        refs = folder.parent.parent / "refs"
+        refs.mkdir(exist_ok=True)
+        tmp = refs / f"{constants.DEFAULT_REVISION}.taskscope.tmp"
+        tmp.write_text(info.sha)
+        os.replace(tmp, refs / constants.DEFAULT_REVISION)
     return folder
 
 
