@@ -168,7 +168,8 @@ class AudioSource(QObject):
 
 
 class MicrophoneSource(AudioSource):
-    """A sounddevice input device, opened at 16 kHz if it can, else at its default rate."""
+    """A sounddevice input device, opened at 16 kHz if it can, else at its default rate; mono if it
+    can, else with the channels it needs, mixed down."""
 
     def __init__(self, device: int | str | None = None, block_s: float = BLOCK_S,
                  parent: QObject | None = None) -> None:
@@ -176,6 +177,7 @@ class MicrophoneSource(AudioSource):
         self.device = device
         self.block_s = block_s
         self.rate: float | None = None
+        self.channels = 0  # channels opened (more than one are mixed down to mono)
         self.overflows = 0
         self._stream = None
         self._resampler: StreamResampler | None = None
@@ -188,10 +190,14 @@ class MicrophoneSource(AudioSource):
     def is_running(self) -> bool:
         return self._stream is not None
 
-    def _candidate_rates(self, sd, device) -> list[float]:
+    def _candidates(self, sd, device) -> list[tuple[float, int]]:
+        """(rate, channels) to try: 16 kHz first, then the device's own rate; mono first, then the
+        channels a device that refuses mono (many ALSA hw: devices) needs, mixed down in the callback."""
         info = sd.query_devices(device, "input")
         rates = [float(SAMPLE_RATE), float(info["default_samplerate"])]
-        return list(dict.fromkeys(r for r in rates if r > 0))
+        most = max(int(info.get("max_input_channels", 1) or 1), 1)
+        channels = [c for c in dict.fromkeys((1, 2, most)) if c <= most]
+        return [(r, c) for r in dict.fromkeys(r for r in rates if r > 0) for c in channels]
 
     def start(self) -> bool:
         """Open and start the device. On failure emit ``errorOccurred`` and return False."""
@@ -208,31 +214,38 @@ class MicrophoneSource(AudioSource):
             return False
         device = self.device
         try:
-            rates = self._candidate_rates(sd, device)
+            candidates = self._candidates(sd, device)
         except Exception as e:  # noqa: BLE001 - unknown device name/index, PortAudioError
             self.errorOccurred.emit(f"Microphone {device!r} is not available: {e}")
             return False
         last_error: Exception | None = None
-        for rate in rates:
+        for rate, channels in candidates:
             try:
-                sd.check_input_settings(device=device, samplerate=rate, channels=1, dtype="float32")
+                sd.check_input_settings(device=device, samplerate=rate, channels=channels, dtype="float32")
             except Exception as e:  # noqa: BLE001
                 last_error = e
                 continue
+            stream = None
             try:
                 self._resampler = StreamResampler(rate, SAMPLE_RATE)
                 self._emitted = 0
-                stream = sd.InputStream(device=device, samplerate=rate, channels=1, dtype="float32",
+                stream = sd.InputStream(device=device, samplerate=rate, channels=channels, dtype="float32",
                                         blocksize=int(round(rate * self.block_s)), callback=self._callback,
                                         finished_callback=self._on_finished)
                 stream.start()
             except Exception as e:  # noqa: BLE001
                 last_error = e
-                log.info("opening %r at %g Hz failed: %s", device, rate, e)
+                log.info("opening %r at %g Hz, %d ch failed: %s", device, rate, channels, e)
+                if stream is not None:  # opened but not started: release the device for the next try
+                    try:
+                        stream.close()
+                    except Exception:  # noqa: BLE001
+                        pass
                 continue
             self._stream = stream
             self.rate = rate
-            log.info("microphone %r open at %g Hz", device, rate)
+            self.channels = channels
+            log.info("microphone %r open at %g Hz, %d ch", device, rate, channels)
             self.started.emit()
             return True
         self.errorOccurred.emit(f"Could not open the microphone {device if device is not None else '(default)'}: "
