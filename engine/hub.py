@@ -134,6 +134,7 @@ def _download(repo_id: str, progress: DownloadProgress | None, cancel: CancelTok
             return super().update(n)
 
     folder: Path | None = None
+    finished = 0  # bytes of the files done so far
     for name in files:
         check(cancel)
         current = name
@@ -143,6 +144,10 @@ def _download(repo_id: str, progress: DownloadProgress | None, cancel: CancelTok
             raise
         except Exception as exc:  # noqa: BLE001
             raise ModelNotAvailable(f"Downloading {name} of '{repo_id}' failed: {exc}. " + _how_to_get(repo_id)) from exc
+        # A file already in the cache (from a download cancelled after it) sends no bytes: count it here,
+        # or the progress of a retried download would never reach the total.
+        finished += sizes[name]
+        done = max(done, finished)
         folder = Path(local).parent if folder is None else folder
         if progress is not None:
             progress(done, total, name)
