@@ -4,8 +4,16 @@ Feed 16 kHz mono float32 blocks to :class:`SpeechSession`; it answers with event
 
 - ``start``   speech began (the utterance includes a pre-roll, so the first phoneme is kept);
 - ``partial`` ~every 400 ms of new speech: the utterance so far, for a PARTIAL decode;
+- ``candidate`` the speaker MAY have stopped: once per pause, as soon as the kept tail is complete
+              (``tail_s`` of silence after the last voiced frame, still in speech). Its ``audio``
+              is exactly what the ``final`` will carry if the pause is confirmed, with the same
+              ``index``, ``start_s`` and ``end_s`` — so a consumer can start the final decode
+              ``end_silence_s - tail_s`` early (speculatively). If a voiced frame comes back before
+              the pause is confirmed, no final follows for that candidate (a later one may come).
+              Forced splits and :meth:`SpeechSession.flush` finals have no candidate;
 - ``final``   the speaker paused (``end_silence_s``), the utterance hit ``max_utterance_s``
-              (forced split), or :meth:`SpeechSession.flush` was called on Stop.
+              (forced split), or :meth:`SpeechSession.flush` was called on Stop. A pause final
+              matches its candidate: same ``index`` and ``end_s``, identical audio.
 
 Speech detection is energy based, with an adaptive noise floor: a 20 ms frame is voiced when
 its energy is ``start_db`` above the floor (and above an absolute floor ``min_db``); once an
@@ -53,9 +61,10 @@ class EndpointConfig:
 
 @dataclass(frozen=True)
 class SpeechEvent:
-    """One endpointing event. ``audio`` (16 kHz float32, a copy) is set for partial and final."""
+    """One endpointing event. ``audio`` (16 kHz float32, a copy) is set for partial, candidate
+    and final."""
 
-    kind: str  # "start" | "partial" | "final"
+    kind: str  # "start" | "partial" | "candidate" | "final"
     index: int  # utterance number, from 0
     start_s: float  # stream time of the utterance's first sample (pre-roll included)
     end_s: float  # stream time of its last sample so far
@@ -102,6 +111,7 @@ class SpeechSession:
         self._last_voiced_end = 0  # utterance-buffer samples up to the last voiced frame's end
         self._voiced = 0  # voiced frames in the onset candidate
         self._silent_run = 0  # consecutive unvoiced frames
+        self._candidate_sent = False  # a candidate was emitted for the current pause
         self._since_partial = 0  # voiced-or-not samples since the last partial
         self._index = 0  # next utterance number
 
@@ -233,12 +243,21 @@ class SpeechSession:
             if voiced:
                 self._silent_run = 0
                 self._last_voiced_end = self._n_utt
+                self._candidate_sent = False  # the speaker went on: a later pause gets a new one
             else:
                 self._silent_run += 1
-            if self._silent_run * cfg.frame_s >= cfg.end_silence_s:
-                tail_frames = int(np.ceil(cfg.tail_s / cfg.frame_s - 1e-9))
-                end = min(self._n_utt, self._last_voiced_end + tail_frames * f)
+            tail_frames = int(np.ceil(cfg.tail_s / cfg.frame_s - 1e-9))
+            # the pause's end: the same in the candidate and the final (the buffer up to it cannot
+            # change while the frames stay unvoiced)
+            end = min(self._n_utt, self._last_voiced_end + tail_frames * f)
+            pause_over = self._silent_run * cfg.frame_s >= cfg.end_silence_s
+            if (not voiced and not self._candidate_sent
+                    and (self._silent_run >= max(1, tail_frames) or pause_over)):
+                self._candidate_sent = True
+                events.append(self._pause_event("candidate", end))
+            if pause_over:
                 events.append(self._finish("pause", end))
+                self._candidate_sent = False
                 self._state = _SILENCE
                 self._pre_fill = 0
                 # the silence after the kept tail is the next utterance's pre-roll
@@ -259,6 +278,7 @@ class SpeechSession:
             self._state = _SPEECH
             self._last_voiced_end = self._n_utt
             self._since_partial = 0
+            self._candidate_sent = False
             events.append(self._event("start"))
 
     def _begin_candidate(self) -> None:
@@ -296,12 +316,17 @@ class SpeechSession:
         self._n_utt = 0
         self._last_voiced_end = 0
         self._since_partial = 0
+        self._candidate_sent = False
         self._state = _SPEECH
         events.append(self._event("start"))
 
-    def _finish(self, reason: str, end: int) -> SpeechEvent:
+    def _pause_event(self, kind: str, end: int, reason: str = "") -> SpeechEvent:
+        """The utterance buffer up to ``end`` (a candidate, or a final: the same times and audio)."""
         audio = self._utt[:end].copy()
-        ev = SpeechEvent("final", self._index, self._t(self._utt_start), self._t(self._utt_start + end), audio, reason)
+        return SpeechEvent(kind, self._index, self._t(self._utt_start), self._t(self._utt_start + end), audio, reason)
+
+    def _finish(self, reason: str, end: int) -> SpeechEvent:
+        ev = self._pause_event("final", end, reason)
         log.debug("utterance %d final (%s): %.2f-%.2f s", ev.index, reason, ev.start_s, ev.end_s)
         self._index += 1
         return ev

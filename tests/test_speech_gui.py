@@ -14,7 +14,7 @@ from PySide6.QtCore import QSettings
 from gui.engine_thread import EngineClient
 from gui.sources.audio_file import AudioFileSource
 from gui.sources.microphone import list_input_devices
-from gui.tabs.speech import S_CLASSIFY, S_FILE, S_FINAL, S_PARTIAL, SpeechTab
+from gui.tabs.speech import S_CANDIDATE, S_CLASSIFY, S_FILE, S_FINAL, S_PARTIAL, SpeechTab
 
 pytestmark = pytest.mark.gui
 
@@ -80,21 +80,25 @@ def test_live_transcription_from_wav_mic(qtbot, tab, two_sentences):
     assert tab.record_btn.text().endswith("Stop")
     # the file ends -> the tab stops itself and the last final arrives
     qtbot.waitUntil(lambda: not tab.is_recording(), timeout=20_000)
-    qtbot.waitUntil(lambda: len(by_stream(tab.outcomes, S_FINAL)) == 2 and tab._finals_pending == 0, timeout=20_000)
+    qtbot.waitUntil(lambda: len(tab.segments) == 2 and tab._finals_pending == 0, timeout=20_000)
 
     kinds = [e[0] for e in tab.events]
     assert kinds.count("final") == 2 and kinds.count("start") == 2
     assert kinds.count("partial") >= 3
+    assert kinds.count("candidate") >= 2
     assert by_stream(tab.outcomes, S_PARTIAL), "partial transcripts arrive while speaking"
-    finals = by_stream(tab.outcomes, S_FINAL)
-    assert [o.item_id for o in finals] == [0, 1]
-    for o in finals:
-        assert isinstance(o.result.text, str)
-        assert 0.0 <= o.meta["start_s"] < o.meta["end_s"] <= duration + 1.0
+    # both sentences end with a pause: their finals come from the speculative candidate decodes
+    assert not by_stream(tab.outcomes, S_FINAL) and tab.finals_from_candidates == 2
+    finals = {o.meta["key"]: o for o in by_stream(tab.outcomes, S_CANDIDATE)}
+    assert [s[0] for s in tab.segments] == [0, 1]
+    for index, start, end, text in tab.segments:
+        o = finals[(tab._recording, index, end)]
+        assert o.result.text == text and o.meta["start_s"] == start
+        assert 0.0 <= start < end <= duration + 1.0
         assert o.result.internals is not None  # the CTC strip's data
-    assert finals[0].meta["end_s"] <= finals[1].meta["start_s"]
+    assert tab.segments[0][2] <= tab.segments[1][1]
     # the first sentence starts at 0.6 s: the pre-roll keeps it, the end is before the pause ends
-    assert 0.2 < finals[0].meta["start_s"] < 0.7
+    assert 0.2 < tab.segments[0][1] < 0.7
     # widgets: table rows, level meter, waveform, spectrogram, CTC strip
     assert tab.table.rowCount() == 2
     assert tab.table.item(0, 0).text().startswith("0:00.")
@@ -103,6 +107,59 @@ def test_live_transcription_from_wav_mic(qtbot, tab, two_sentences):
     assert tab.spectrogram.columns_pushed > 100
     assert tab.ctc.internals is not None
     assert tab.record_btn.text().endswith("Start")
+
+
+def test_speculative_final_decode_needs_no_second_decode(qtbot, tab, two_sentences, monkeypatch):
+    """A pause's final is decoded from its candidate (submitted tail_s after the last voiced frame,
+    ~0.35 s before the pause is confirmed): no decode on the final stream, the same text as a fresh
+    decode of the final's audio."""
+    path, _ = two_sentences
+    submitted = []  # (stream, meta) of every submission
+    real_submit = tab.engine.submit
+    monkeypatch.setattr(tab.engine, "submit", lambda stream, task, inputs, *a, **kw: (
+        submitted.append((stream, kw.get("meta"))), real_submit(stream, task, inputs, *a, **kw))[-1])
+    final_events = []
+    real_feed = tab.session.feed
+
+    def feed(block, t_s=None):
+        events = real_feed(block, t_s)
+        final_events.extend(e for e in events if e.kind == "final")
+        return events
+
+    monkeypatch.setattr(tab.session, "feed", feed)
+    served_at_once = []  # finals whose candidate's result had already arrived when the final came
+    real_handle = tab._handle_events
+
+    def handle(events):
+        for e in events:
+            if e.kind == "final":
+                served_at_once.append((tab._recording, e.index, e.end_s) in tab._cand_results)
+        real_handle(events)
+
+    monkeypatch.setattr(tab, "_handle_events", handle)
+    tab.set_source(AudioFileSource(path, speed=1.0, tail_s=1.0))
+    tab.start()
+    qtbot.waitUntil(lambda: not tab.is_recording(), timeout=20_000)
+    qtbot.waitUntil(lambda: len(tab.segments) == 2 and tab._finals_pending == 0, timeout=20_000)
+
+    assert [e.reason for e in final_events] == ["pause", "pause"]
+    assert not [s for s in submitted if s[0] == S_FINAL], "no second decode for a pause final"
+    cands = [m for s, m in submitted if s == S_CANDIDATE]
+    assert len(cands) >= 2 and tab.finals_from_candidates == 2
+    # real time, a tiny model: each candidate's decode was done before its pause was confirmed
+    assert served_at_once == [True, True]
+    # the final text is the text of a fresh decode of the final's audio
+    from engine.results import TranscriptionOptions
+    fresh = []
+    tab.engine.resultReady.connect(lambda o: fresh.append(o) if o.stream == "test-fresh" else None)
+    for e in final_events:
+        real_submit("test-fresh", "speech-recognition", e.audio, TranscriptionOptions(), item_id=e.index,
+                    keep_all=True)
+    qtbot.waitUntil(lambda: len(fresh) == 2, timeout=20_000)
+    assert [o.item_id for o in fresh] == [0, 1]
+    assert [o.result.text for o in fresh] == [s[3] for s in tab.segments]
+    assert [(e.index, e.start_s, e.end_s) for e in final_events] == [s[:3] for s in tab.segments]
+    assert tab.table.rowCount() == 2
 
 
 def test_stop_finalizes_the_last_utterance(qtbot, tab, two_sentences):
@@ -209,13 +266,13 @@ def test_real_microphone_path_with_pulseaudio(qtbot, tab, pulse_mic, two_sentenc
     assert tab.start(), tab.msg.text()
     source = tab.source
     pulse_mic.play(path, lead_s=0.3, tail_s=1.0)
-    qtbot.waitUntil(lambda: len(by_stream(tab.outcomes, S_FINAL)) >= 1, timeout=25_000)
+    qtbot.waitUntil(lambda: len(tab.segments) >= 1, timeout=25_000)
     assert source.rate in (16_000.0,) or source.rate > 0
     assert tab.level.updates > 10 and tab.level.peak_db > -30
     assert tab.waveform.pushed > SR
     tab.stop()
-    final = by_stream(tab.outcomes, S_FINAL)[0]
-    assert 0.0 <= final.meta["start_s"] < final.meta["end_s"]
+    _, start, end, _ = tab.segments[0]
+    assert 0.0 <= start < end
 
 
 def test_stream_resampler_is_seamless_across_blocks():

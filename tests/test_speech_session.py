@@ -192,3 +192,62 @@ def test_sliding_window():
     last = got[-1]
     assert len(last) == SR
     np.testing.assert_array_equal(last, x[-SR:])  # the newest second, oldest first
+
+
+def candidates(events):
+    return [e for e in events if e.kind == "candidate"]
+
+
+def test_a_candidate_precedes_each_pause_final_with_the_same_audio():
+    cfg = EndpointConfig()
+    x = np.concatenate([noise(1.0), tone(1.0), noise(1.0), tone(0.8), noise(1.2), tone(1.5), noise(1.0)])
+    for block in (320, 1024, 4000):
+        _, events = run(x, block=block)
+        f, c = finals(events), candidates(events)
+        assert len(f) == len(c) == 3
+        for cand, fin in zip(c, f):
+            assert events.index(cand) < events.index(fin)
+            assert (cand.index, cand.start_s, cand.end_s) == (fin.index, fin.start_s, fin.end_s)
+            assert np.array_equal(cand.audio, fin.audio)
+            assert cand.audio is not fin.audio
+        # no other event of the utterance comes between its candidate and its final
+        for cand, fin in zip(c, f):
+            assert events[events.index(cand) + 1] is fin
+    # stream time: the candidate is emitted ~tail_s after the last voiced frame, the final end_silence_s
+    s = SpeechSession()
+    t_cand = t_fin = None
+    for i in range(0, len(x), 320):
+        for e in s.feed(x[i:i + 320]):
+            if e.kind == "candidate" and t_cand is None:
+                t_cand = s.time_s
+            if e.kind == "final" and t_fin is None:
+                t_fin = s.time_s
+    assert t_fin - t_cand == pytest.approx(cfg.end_silence_s - 0.16, abs=0.03)
+
+
+def test_speech_resuming_after_a_candidate_gives_no_final_for_it():
+    # a 300 ms gap: longer than the kept tail (a candidate), shorter than the end-of-utterance pause
+    x = np.concatenate([noise(0.5), tone(0.8), noise(0.3), tone(0.8), noise(1.0)])
+    _, events = run(x)
+    c, f = candidates(events), finals(events)
+    assert len(c) == 2 and len(f) == 1
+    assert c[0].index == c[1].index == f[0].index == 0
+    assert c[0].end_s < c[1].end_s
+    # the first guess was wrong: no final carries its end; the final matches the later candidate
+    assert all(e.end_s != c[0].end_s for e in f)
+    assert f[0].end_s == c[1].end_s and np.array_equal(f[0].audio, c[1].audio)
+    assert len(c[0].audio) < len(f[0].audio)
+    assert np.array_equal(c[0].audio, f[0].audio[:len(c[0].audio)])  # a prefix of the utterance
+
+
+def test_flush_and_forced_splits_give_finals_without_candidates():
+    x = np.concatenate([noise(0.5), tone(1.2)])  # Stop pressed while still speaking
+    s, events = run(x, flush=False)
+    assert not candidates(events)
+    flushed = s.flush()
+    assert [e.kind for e in flushed] == ["final"] and flushed[0].reason == "flush"
+    cfg = EndpointConfig(max_utterance_s=2.0)
+    _, events = run(np.concatenate([noise(0.5), tone(5.0), noise(1.0)]), config=cfg)
+    f, c = finals(events), candidates(events)
+    assert [e.reason for e in f] == ["max-length", "max-length", "pause"]
+    assert len(c) == 1 and c[0].end_s == f[-1].end_s and np.array_equal(c[0].audio, f[-1].audio)

@@ -5,9 +5,18 @@ Live data flow (UI thread unless stated):
 
     microphone callback thread --blockReady--> _on_block: level meter, waveform, spectrogram,
         SpeechSession (endpointing) --partial--> engine stream "speech-partial" (latest wins)
-                                    --final----> engine stream "speech-final"  (keep_all)
+                                    --candidate> engine stream "speech-candidate" (keep_all)
+                                    --final----> engine stream "speech-final"  (keep_all),
+                                                 unless its candidate's decode serves it
         SlidingWindow (1 s every 250 ms)  -----> engine stream "speech-classify" (latest wins)
     engine thread --resultReady--> _on_result: grey partial text / final rows / top-5 bars
+
+Speculative finals: a "candidate" (the pause's kept tail is complete, the pause not yet confirmed)
+is decoded right away. When the matching "final" comes (same utterance index and end_s, hence the
+same audio) its text is shown from the candidate's result — at once if it already arrived, else
+when it does — without a second decode; so the final text appears ~``end_silence_s - tail_s``
+sooner. A candidate whose utterance went on is decoded for nothing and its result ignored. Finals
+without a candidate (Stop, forced split) are decoded on "speech-final" as before.
 
 A file goes to stream "speech-file" (keep_all) with progress and cancel. The engine thread
 runs every model; this module imports no torch.
@@ -38,7 +47,8 @@ log = logging.getLogger(__name__)
 ASR = "speech-recognition"
 CLS = "audio-classification"
 S_PARTIAL, S_FINAL, S_CLASSIFY, S_FILE = "speech-partial", "speech-final", "speech-classify", "speech-file"
-STREAMS = (S_PARTIAL, S_FINAL, S_CLASSIFY, S_FILE)
+S_CANDIDATE = "speech-candidate"
+STREAMS = (S_PARTIAL, S_FINAL, S_CLASSIFY, S_FILE, S_CANDIDATE)
 SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64"}
 NO_MIC = "No microphone found. Connect one and press ⟳, or open an audio file."
 
@@ -66,6 +76,12 @@ class SpeechTab(QWidget):
         self._file_id = 0
         self._finals_pending = 0
         self._finalized: set[int] = set()
+        # speculative finals, keyed (recording, utterance index, end_s):
+        self._recording = 0  # bumped on each Start: indexes and times restart with the session
+        self._cand_inflight: list[tuple] = []  # candidates submitted, result not yet back (FIFO)
+        self._cand_results: dict[tuple, TranscriptionResult] = {}  # back, utterance not confirmed yet
+        self._cand_awaited: dict[tuple, dict] = {}  # confirmed finals waiting for their candidate: meta
+        self.finals_from_candidates = 0  # finals shown from a candidate's decode (for tests/stats)
         self._build()
         self._restore()
         for name, slot in (("resultReady", self._on_result), ("errorOccurred", self._on_error),
@@ -172,6 +188,8 @@ class SpeechTab(QWidget):
         self.signal_view.reset()
         self.partial_text = ""
         self._finalized.clear()
+        self._recording += 1
+        self._cand_results.clear()  # unconfirmed: their utterances are gone with the old session
         if hasattr(self.engine, "reset_dropped"):
             for stream in (S_PARTIAL, S_CLASSIFY):
                 self.engine.reset_dropped(stream)
@@ -315,11 +333,26 @@ class SpeechTab(QWidget):
                 self._render_transcript()
             elif ev.kind == "partial":
                 self.engine.submit(S_PARTIAL, ASR, ev.audio, TranscriptionOptions(), item_id=ev.index, meta=meta)
+            elif ev.kind == "candidate":
+                key = (self._recording, ev.index, ev.end_s)
+                self._cand_inflight.append(key)
+                self.engine.submit(S_CANDIDATE, ASR, ev.audio, TranscriptionOptions(internals=True), item_id=ev.index,
+                                   meta={**meta, "candidate": True, "key": key}, keep_all=True)
             elif ev.kind == "final":
                 self.engine.cancel(S_PARTIAL)
-                self._finals_pending += 1
-                self.engine.submit(S_FINAL, ASR, ev.audio, TranscriptionOptions(internals=True),
-                                   item_id=ev.index, meta=meta, keep_all=True)
+                key = (self._recording, ev.index, ev.end_s)
+                # candidates of this utterance (or older ones) that did not end it are stale
+                for k in [k for k in self._cand_results if k[:2] <= key[:2] and k != key]:
+                    del self._cand_results[k]
+                if key in self._cand_results:  # the speculative decode already finished: show it now
+                    self._show_final(ev.index, meta, self._cand_results.pop(key), from_candidate=True)
+                elif key in self._cand_inflight:  # ...is still running: wait for it, no second decode
+                    self._finals_pending += 1
+                    self._cand_awaited[key] = meta
+                else:
+                    self._finals_pending += 1
+                    self.engine.submit(S_FINAL, ASR, ev.audio, TranscriptionOptions(internals=True),
+                                       item_id=ev.index, meta=meta, keep_all=True)
 
     def _on_source_error(self, message: str) -> None:
         self._say(message, error=True)
@@ -339,16 +372,17 @@ class SpeechTab(QWidget):
                 self._render_transcript()
         elif stream == S_FINAL and isinstance(r, TranscriptionResult):
             self._finals_pending = max(0, self._finals_pending - 1)
-            self._finalized.add(outcome.item_id)
-            meta = outcome.meta or {}
-            self.segments.append((outcome.item_id, meta.get("start_s", 0.0), meta.get("end_s", 0.0), r.text))
-            self.segments.sort(key=lambda s: s[1])
-            self.partial_text = ""
-            self.transcript_view.add_row(meta.get("start_s", 0.0), meta.get("end_s", 0.0), r.text or "…")
-            self._render_transcript()
-            self.ctc.set_internals(r.internals)
-            if not self.is_recording() and not self._finals_pending:
-                self._say(f"{len(self.segments)} utterance(s) transcribed.")
+            self._show_final(outcome.item_id, outcome.meta or {}, r)
+        elif stream == S_CANDIDATE and isinstance(r, TranscriptionResult):
+            key = (outcome.meta or {}).get("key")
+            if key in self._cand_inflight:
+                self._cand_inflight.remove(key)
+            if key in self._cand_awaited:  # its final came while it ran
+                self._finals_pending = max(0, self._finals_pending - 1)
+                self._show_final(outcome.item_id, self._cand_awaited.pop(key), r, from_candidate=True)
+            elif key is not None and key[0] == self._recording and key[1] >= self.session.utterance_count:
+                self._cand_results[key] = r  # the pause may still be confirmed
+            # else: the utterance went on (or is over with another end): a stale guess, ignored
         elif stream == S_CLASSIFY and isinstance(r, AudioClassificationResult):
             if self.is_recording():
                 self.bars.set_results(r.labels, [float(s) for s in r.scores])
@@ -363,6 +397,21 @@ class SpeechTab(QWidget):
             ms = r.timings.total_ms if r.timings else 0.0
             self._say(f"{self.file_path.name if self.file_path else 'File'}: {r.duration_s:.1f} s of audio, "
                       f"{len(r.words)} words, transcribed in {ms / 1000:.1f} s.")
+
+    def _show_final(self, index: int, meta: dict, r: TranscriptionResult, from_candidate: bool = False) -> None:
+        """Utterance ``index`` is final with text ``r``: a row, the transcript, the CTC strip."""
+        self._finalized.add(index)
+        if from_candidate:
+            self.finals_from_candidates += 1
+        start, end = meta.get("start_s", 0.0), meta.get("end_s", 0.0)
+        self.segments.append((index, start, end, r.text))
+        self.segments.sort(key=lambda s: s[1])
+        self.partial_text = ""
+        self.transcript_view.add_row(start, end, r.text or "…")
+        self._render_transcript()
+        self.ctc.set_internals(r.internals)
+        if not self.is_recording() and not self._finals_pending:
+            self._say(f"{len(self.segments)} utterance(s) transcribed.")
 
     def _render_transcript(self) -> None:
         self.transcript_view.show_live((seg[3] for seg in self.segments), self.partial_text, self.session.in_speech)
@@ -380,6 +429,11 @@ class SpeechTab(QWidget):
                 self.file_bar.end()
             if stream == S_FINAL:
                 self._finals_pending = max(0, self._finals_pending - 1)
+            if stream == S_CANDIDATE:  # keep_all runs in order: the oldest candidate in flight failed
+                key = self._cand_inflight.pop(0) if self._cand_inflight else None
+                if key in self._cand_awaited:
+                    self._cand_awaited.pop(key)
+                    self._finals_pending = max(0, self._finals_pending - 1)
             self._say(message, error=True)
 
     def _on_model_loading(self, task: str, ref: str, done, total) -> None:
