@@ -127,16 +127,6 @@ def test_speculative_final_decode_needs_no_second_decode(qtbot, tab, two_sentenc
         return events
 
     monkeypatch.setattr(tab.session, "feed", feed)
-    served_at_once = []  # finals whose candidate's result had already arrived when the final came
-    real_handle = tab._handle_events
-
-    def handle(events):
-        for e in events:
-            if e.kind == "final":
-                served_at_once.append((tab._recording, e.index, e.end_s) in tab._cand_results)
-        real_handle(events)
-
-    monkeypatch.setattr(tab, "_handle_events", handle)
     tab.set_source(AudioFileSource(path, speed=1.0, tail_s=1.0))
     tab.start()
     qtbot.waitUntil(lambda: not tab.is_recording(), timeout=20_000)
@@ -146,8 +136,6 @@ def test_speculative_final_decode_needs_no_second_decode(qtbot, tab, two_sentenc
     assert not [s for s in submitted if s[0] == S_FINAL], "no second decode for a pause final"
     cands = [m for s, m in submitted if s == S_CANDIDATE]
     assert len(cands) >= 2 and tab.finals_from_candidates == 2
-    # real time, a tiny model: each candidate's decode was done before its pause was confirmed
-    assert served_at_once == [True, True]
     # the final text is the text of a fresh decode of the final's audio
     from engine.results import TranscriptionOptions
     fresh = []
