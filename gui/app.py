@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, Q
                                QWidget)
 
 import engine
-from gui.engine_thread import EngineClient
+from gui.engine_thread import EngineClient, is_load_cancelled_message
 from gui.settings_util import as_bool
 from gui.widgets.download_dialog import DownloadDialog
 from gui.widgets.pickers import DevicePicker
@@ -98,7 +98,7 @@ class MainWindow(QMainWindow):
         # status bar, errors, model loading -------------------------------------------
         self.model_status = QLabel()
         self.statusBar().addPermanentWidget(self.model_status)
-        self.engine.errorOccurred.connect(lambda _src, msg: self.show_error(msg))
+        self.engine.errorOccurred.connect(self._on_engine_error)
         self.engine.modelLoading.connect(self._on_model_loading)
         self.engine.modelLoaded.connect(self._on_model_loaded)
         self.engine.modelFailed.connect(self._on_model_failed)
@@ -212,6 +212,10 @@ class MainWindow(QMainWindow):
         self._end_loading()
         self.model_status.setText(description)
         self.show_status(f"Model ready: {description}")
+
+    def _on_engine_error(self, _stream: str, message: str) -> None:
+        if not is_load_cancelled_message(message):  # a cancelled load was reported as such already
+            self.show_error(message)
 
     def _on_model_failed(self, task: str, message: str) -> None:
         self._end_loading()

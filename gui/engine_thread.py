@@ -31,6 +31,22 @@ log = logging.getLogger(__name__)
 PROGRESS_RATE_HZ = 20.0
 
 
+_LOAD_CANCELLED = "The model for {task} is not loaded (loading was cancelled)."
+
+
+def load_cancelled_message(task: str) -> str:
+    """The errorOccurred message for an item skipped because its model's loading was cancelled."""
+    return _LOAD_CANCELLED.format(task=task)
+
+
+def is_load_cancelled_message(message: str) -> bool:
+    """True for :func:`load_cancelled_message` texts: the user cancelled the load, so a window
+    may leave them out of its error display (modelFailed("") already said so); a tab waiting
+    for the item still learns that it will not come."""
+    head, tail = _LOAD_CANCELLED.split("{task}")
+    return message.startswith(head) and message.endswith(tail)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """One finished item, as ``EngineClient.resultReady`` delivers it."""
@@ -58,6 +74,7 @@ class _Item:
     meta: Any
     submitted_at: float
     token: CancelToken = field(default_factory=CancelToken)
+    user_cancelled: bool = False  # cancelled through EngineClient.cancel(stream): stays quiet
 
 
 @dataclass
@@ -80,6 +97,7 @@ class _Shared:
         self.choice: dict[str, str | None] = {}  # task -> model chosen by the last load()
         self.loaded: dict[str, str] = {}  # task -> model ref loaded
         self.failed: dict[str, tuple] = {}  # task -> (model, device, precision) whose load failed
+        self.failed_message: dict[str, str] = {}  # task -> why its load failed ("" or absent: cancelled)
         self.device = "auto"
         self.precision = "exact"
         self.offline: bool | None = None
@@ -181,6 +199,7 @@ class _Worker(QObject):
         with self._s.cond:
             self._s.loaded[job.task] = model
             self._s.failed.pop(job.task, None)
+            self._s.failed_message.pop(job.task, None)
         try:
             description = task.describe()
         except Exception:  # noqa: BLE001
@@ -192,10 +211,22 @@ class _Worker(QObject):
     def _fail(self, task: str, message: str, key: tuple) -> None:
         with self._s.cond:
             self._s.failed[task] = key
+            self._s.failed_message[task] = message
         log.warning("model for %s failed to load: %s", task, message)
         self.modelFailed.emit(task, message)
 
     # ------------------------------------------------------------------ items
+
+    def _skipped(self, item: _Item) -> None:
+        """``item`` cannot run because its model is not loaded: tell whoever waits for it, unless
+        the user cancelled the stream (the caller knows) or the engine is shutting down."""
+        with self._s.cond:
+            if item.user_cancelled or self._s.stop:
+                return
+            message = self._s.failed_message.get(item.task, "")
+        if not message:
+            message = load_cancelled_message(item.task)
+        self.errorOccurred.emit(item.stream, message)
 
     def _run_item(self, item: _Item) -> None:
         if item.token.cancelled:
@@ -207,8 +238,10 @@ class _Worker(QObject):
                 key = (model, self._s.device, self._s.precision)
                 failed = self._s.failed.get(item.task) == key
             if failed:  # already reported; retry only after load() or configure()
+                self._skipped(item)
                 return
             if not self._load(_Load(item.task, model, token=item.token)):
+                self._skipped(item)
                 return
             task = self._tasks[item.task]
         last = [0.0]
@@ -278,6 +311,8 @@ class EngineClient(QObject):
             if offline is not None:
                 self._s.offline = offline
             self._s.failed.clear()
+            self._s.failed_message.clear()
+            self._s.failed_message.clear()
             if changed:
                 for task, model in list(self._s.loaded.items()):
                     self._queue_load(task, self._s.choice.get(task, model))
@@ -292,12 +327,14 @@ class EngineClient(QObject):
         with self._s.cond:
             self._s.offline = offline
             self._s.failed.clear()
+            self._s.failed_message.clear()
 
     def load(self, task: str, model: str | None) -> None:
         """Load ``model`` (repo id, folder, or None for the catalog default) for ``task``, async."""
         with self._s.cond:
             self._s.choice[task] = model
             self._s.failed.pop(task, None)
+            self._s.failed_message.pop(task, None)
             running = self._s.running_load
             if running is not None and running.task == task and running.model != model:
                 running.token.cancel()
@@ -321,10 +358,12 @@ class EngineClient(QObject):
             if self._s.running_load is not None:
                 self._s.running_load.token.cancel()
                 self._s.failed[self._s.running_load.task] = key(self._s.running_load.task)
+                self._s.failed_message.pop(self._s.running_load.task, None)
             item = self._s.running_item
             if item is not None and item.task not in self._s.loaded:  # a lazy load for this item
                 item.token.cancel()
                 self._s.failed[item.task] = key(item.task)
+                self._s.failed_message.pop(item.task, None)
 
     # ------------------------------------------------------------------ items
 
@@ -361,6 +400,7 @@ class EngineClient(QObject):
             self._s.pending.pop(stream, None)
             item = self._s.running_item
             if item is not None and item.stream == stream:
+                item.user_cancelled = True
                 item.token.cancel()
 
     def is_busy(self) -> bool:

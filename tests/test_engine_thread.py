@@ -4,10 +4,11 @@ from __future__ import annotations
 import threading
 
 import pytest
+from PySide6.QtCore import QCoreApplication
 
 import engine
 from engine.errors import Cancelled, InputError, ModelNotAvailable
-from gui.engine_thread import EngineClient, Outcome
+from gui.engine_thread import EngineClient, Outcome, is_load_cancelled_message
 
 
 class FakeTask:
@@ -218,4 +219,67 @@ def test_cancelled_is_not_an_error(qtbot, client, monkeypatch, fake_engine):
     client.submit("s", "object-detection", 1)
     client.submit("s", "object-detection", 2, keep_all=True)
     qtbot.waitUntil(lambda: not client.is_busy(), timeout=5000)
+    assert errors == []
+
+
+def test_items_skipped_for_a_failed_model_report_an_error(qtbot, client, fake_engine):
+    """A tab waiting for an item (a file's progress, a final utterance) must hear about it."""
+    errors: list[tuple[str, str]] = []
+    client.errorOccurred.connect(lambda s, m: errors.append((s, m)))
+    fake_engine["fail"].add("missing/model")
+    with qtbot.waitSignal(client.modelFailed, timeout=5000):
+        client.load("speech-recognition", "missing/model")
+    for i in range(3):
+        client.submit("speech", "speech-recognition", f"chunk{i}", keep_all=True)
+    qtbot.waitUntil(lambda: len(errors) == 3, timeout=5000)
+    assert all(s == "speech" and "offline" in m for s, m in errors)
+    assert [l[1] for l in fake_engine["loads"]] == ["missing/model"]  # still not retried per item
+
+
+def test_lazy_load_failure_reports_the_item(qtbot, client, fake_engine):
+    fake_engine["fail"].add("default/object-detection")
+    with qtbot.waitSignal(client.errorOccurred, timeout=5000) as blocker:
+        client.submit("vision", "object-detection", "f0")
+    assert blocker.args[0] == "vision" and "offline" in blocker.args[1]
+
+
+def _slow_loader(started: threading.Event):
+    def slow_load(name, model=None, device=None, precision="exact", *, progress=None, cancel=None, offline=None):
+        started.set()
+        while True:
+            cancel.check()
+            started.wait(0.01)
+    return slow_load
+
+
+def test_items_skipped_after_cancel_loading_say_so(qtbot, client, fake_engine, monkeypatch):
+    started = threading.Event()
+    monkeypatch.setattr(engine, "load_task", _slow_loader(started))
+    errors: list[tuple[str, str]] = []
+    client.errorOccurred.connect(lambda s, m: errors.append((s, m)))
+    client.submit("speech", "speech-recognition", "file", keep_all=True)  # loads lazily
+    qtbot.waitUntil(started.is_set, timeout=5000)
+    client.cancel_loading()
+    qtbot.waitUntil(lambda: len(errors) == 1, timeout=5000)
+    expected = ("speech", "The model for speech-recognition is not loaded (loading was cancelled).")
+    assert errors[0] == expected
+    client.submit("speech", "speech-recognition", "next", keep_all=True)  # not reloaded on its own
+    qtbot.waitUntil(lambda: len(errors) == 2, timeout=5000)
+    assert errors[1] == expected
+    assert is_load_cancelled_message(expected[1]) and not is_load_cancelled_message("Model 'x' is offline.")
+
+
+def test_user_cancel_of_a_lazy_load_stays_quiet(qtbot, client, fake_engine, monkeypatch):
+    started = threading.Event()
+    monkeypatch.setattr(engine, "load_task", _slow_loader(started))
+    errors: list = []
+    client.errorOccurred.connect(lambda *a: errors.append(a))
+    failed: list = []
+    client.modelFailed.connect(lambda *a: failed.append(a))
+    client.submit("speech", "speech-recognition", "file", keep_all=True)
+    qtbot.waitUntil(started.is_set, timeout=5000)
+    client.cancel("speech")
+    qtbot.waitUntil(lambda: not client.is_busy(), timeout=5000)
+    QCoreApplication.processEvents()  # everything the worker posted before it went idle
+    assert failed == [("speech-recognition", "")]
     assert errors == []

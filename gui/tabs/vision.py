@@ -18,7 +18,7 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QFileDialog, QSplitter, QVBoxLayout, QWidget
 
 from engine.results import DetectionOptions, DetectionResult
-from gui.engine_thread import EngineClient, Outcome
+from gui.engine_thread import EngineClient, Outcome, is_load_cancelled_message
 from gui.settings_util import as_bool
 from gui.snapshot import SnapshotError, png_path, write_snapshot
 from gui.sources.switcher import SourceSwitcher
@@ -346,7 +346,7 @@ class VisionTab(QWidget):
         self._update_inside_label()
 
     def _on_engine_error(self, stream: str, message: str) -> None:
-        if stream in (STREAM, TASK):
+        if stream in (STREAM, TASK) and not is_load_cancelled_message(message):  # a cancel is no error
             self.view.set_message(message)
 
     def _on_dropped(self, stream: str, total: int) -> None:
