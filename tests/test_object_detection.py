@@ -168,7 +168,7 @@ def test_not_detr_is_refused(detr_timm_checkpoint, tmp_path):
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     cfg["model_type"] = "vit"
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match="'vit'.*DETR"):
+    with pytest.raises(CheckpointError, match="'vit' model; the object-detection task runs 'detr'"):
         load_task("object-detection", str(tmp_path / "m"), device="cpu")
 
 
@@ -328,3 +328,41 @@ def test_to_rgb():
     assert to_rgb(np.zeros((4, 5, 1), np.uint8)).shape == (4, 5, 3)
     with pytest.raises(InputError, match="uint8"):
         to_rgb(np.zeros((4, 5, 3), np.int32))
+
+
+def test_the_hubs_legacy_preprocessor_config_loads(detr_timm_checkpoint, tmp_path):
+    """facebook/detr-resnet-50/101 ship the old preprocessor_config.json layout: "size": 800,
+    "max_size": 1333 (a number, not a dict). It must load and set the default resize."""
+    import shutil
+    folder = tmp_path / "legacy"
+    shutil.copytree(detr_timm_checkpoint, folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "do_normalize": True, "do_resize": True, "feature_extractor_type": "DetrFeatureExtractor",
+        "format": "coco_detection", "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
+        "max_size": 700, "size": 600}))
+    task = load_task("object-detection", str(folder), device="cpu")
+    assert (task.default_options.shortest_edge, task.default_options.longest_edge) == (600, 700)
+
+
+@pytest.mark.parametrize("pre, expected", [
+    ({"size": 800, "max_size": 1333}, (800, 1333)),
+    ({"size": 800}, (800, 1333)),
+    ({"size": {"shortest_edge": 512, "longest_edge": 900}}, (512, 900)),
+    ({"size": {"height": 800, "width": 800}}, None),
+    ({}, None),
+])
+def test_checkpoint_resize_reads_both_layouts(pre, expected):
+    from engine.tasks.object_detection import checkpoint_resize
+    assert checkpoint_resize(pre) == expected
+
+
+def test_a_segmentation_or_speech_checkpoint_is_named(detr_timm_checkpoint, w2v_base_ctc, tmp_path):
+    import shutil
+    with pytest.raises(CheckpointError, match="'wav2vec2' model; the object-detection task runs 'detr'"):
+        load_task("object-detection", str(w2v_base_ctc), device="cpu")
+    folder = tmp_path / "panoptic"
+    shutil.copytree(detr_timm_checkpoint, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(dict(cfg, architectures=["DetrForSegmentation"])))
+    with pytest.raises(CheckpointError, match="DetrForSegmentation checkpoint.*ObjectDetection head"):
+        load_task("object-detection", str(folder), device="cpu")

@@ -120,3 +120,14 @@ def test_remap_is_pure(w2v_legacy_ctc):
     assert "wav2vec2.encoder.pos_conv_embed.conv.weight" in out
     assert not any(k.endswith(("weight_g", "weight_v")) for k in out)
     json.dumps(sorted(out))
+
+
+def test_weights_of_the_wrong_size_are_a_checkpoint_error(w2v_base_ctc):
+    """A config that does not fit the weights (here: a CTC head for another vocabulary size) is
+    reported as a CheckpointError naming the mis-sized tensor, not a raw RuntimeError."""
+    from engine.errors import CheckpointError
+    from engine.hub import load_weights, read_json
+    from engine.models import wav2vec2
+    cfg = wav2vec2.Wav2Vec2Config.from_hf(dict(read_json(w2v_base_ctc, "config.json"), vocab_size=7))
+    with pytest.raises(CheckpointError, match="size mismatch.*lm_head"):
+        wav2vec2.build(cfg, load_weights(w2v_base_ctc), "ctc")

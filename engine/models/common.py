@@ -21,7 +21,12 @@ def drop_legacy_buffers(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
 
 def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
     """``load_state_dict(strict=True)`` with an error that lists missing and unexpected keys."""
-    result = module.load_state_dict(dict(state), strict=False)
+    try:
+        result = module.load_state_dict(dict(state), strict=False)
+    except RuntimeError as exc:  # tensors whose shapes do not fit (strict=False still checks sizes)
+        lines = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
+        raise CheckpointError(f"The weights do not fit {what} built from config.json: "
+                              + "; ".join(lines[:6] or [str(exc)[:500]])) from None
     missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
     if missing or unexpected:
         def show(keys: list[str]) -> str:
@@ -50,10 +55,6 @@ def fold_weight_norm(weight_g: torch.Tensor, weight_v: torch.Tensor, dim: int) -
     """The plain weight of a weight-normalised layer: g * v / ||v|| (norm over all dims but ``dim``)."""
     dims = [d for d in range(weight_v.dim()) if d != dim]
     return weight_g * weight_v / weight_v.norm(dim=dims, keepdim=True)
-
-
-def rename_prefix(state: Mapping[str, torch.Tensor], old: str, new: str) -> dict[str, torch.Tensor]:
-    return {(new + k[len(old):] if k.startswith(old) else k): v for k, v in state.items()}
 
 
 def require(config: Mapping, keys: Iterable[str], what: str) -> None:

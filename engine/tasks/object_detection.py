@@ -24,12 +24,12 @@ import torch.nn.functional as F
 
 from ..cancel import CancelToken, check
 from ..device import Placement
-from ..errors import CheckpointError, InputError
+from ..errors import InputError
 from ..hub import load_weights, read_json
 from ..imageio import to_rgb
 from ..models import detr
 from ..results import DetectionInternals, DetectionOptions, DetectionResult, Timings
-from .base import Progress, StageClock, Task
+from .base import Progress, StageClock, Task, expect_architecture
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,18 @@ def resize_rgb(image: np.ndarray, out_h: int, out_w: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1)[None]  # (1, 3, h, w), NHWC memory
 
 
+def checkpoint_resize(pre: dict) -> tuple[int, int] | None:
+    """(shortest_edge, longest_edge) from preprocessor_config.json, in either of its layouts: the
+    hub's DETR repos have the legacy ``"size": 800, "max_size": 1333``; newer files write
+    ``"size": {"shortest_edge": 800, "longest_edge": 1333}``. None when it names neither."""
+    size = pre.get("size")
+    if isinstance(size, (int, float)) and not isinstance(size, bool):
+        return int(size), int(pre.get("max_size") or 1333)
+    if isinstance(size, dict) and "shortest_edge" in size:
+        return int(size["shortest_edge"]), int(size.get("longest_edge") or pre.get("max_size") or 1333)
+    return None
+
+
 class ObjectDetection(Task):
     name = "object-detection"
     options_type = DetectionOptions
@@ -92,10 +104,7 @@ class ObjectDetection(Task):
 
     @classmethod
     def load(cls, model_ref: str, folder: Path, placement: Placement) -> ObjectDetection:
-        config = read_json(folder, "config.json")
-        if config.get("model_type") != "detr":
-            raise CheckpointError(f"{model_ref} is a {config.get('model_type', 'unknown')!r} model; the "
-                                  f"object-detection task runs DETR checkpoints (model_type 'detr').")
+        config = expect_architecture(folder, model_ref, cls.name, ("detr",), ("ForObjectDetection",))
         pre = read_json(folder, "preprocessor_config.json", required=False)
         mean = tuple(float(v) for v in pre.get("image_mean", IMAGENET_MEAN))
         std = tuple(float(v) for v in pre.get("image_std", IMAGENET_STD))
@@ -110,10 +119,9 @@ class ObjectDetection(Task):
         log.info("Loaded DETR %s (%d queries, %d labels) on %s", model_ref, model.config.num_queries,
                  model.config.num_labels, placement.describe())
         task = cls(model_ref, folder, placement, model, mean, std, channels_last)
-        size = pre.get("size") or {}
-        if "shortest_edge" in size:  # the checkpoint's own resize, used when no options are given
-            task.default_options = DetectionOptions(shortest_edge=int(size["shortest_edge"]),
-                                                    longest_edge=int(size.get("longest_edge") or 1333))
+        resize = checkpoint_resize(pre)
+        if resize is not None:  # the checkpoint's own resize, used when no options are given
+            task.default_options = DetectionOptions(shortest_edge=resize[0], longest_edge=resize[1])
         return task
 
     # ------------------------------------------------------------------ stages
@@ -155,9 +163,10 @@ class ObjectDetection(Task):
                     index: int = 0):
         """Raw set prediction of batch item ``index`` -> arrays of the kept detections, best first
         (all fp32, on the CPU); ``image_size`` is that image's ORIGINAL (height, width)."""
-        probs = out.logits[index].float().softmax(-1)  # (Q, L+1)
+        # one transfer to the CPU (tiny: Q x (L+1) and Q x 4); thresholding and sorting there
+        probs = out.logits[index].float().cpu().softmax(-1)  # (Q, L+1)
         scores, labels = probs[:, :-1].max(-1)  # (Q,), (Q,) - the last class is "no object"
-        cx, cy, bw, bh = out.boxes[index].float().unbind(-1)  # (Q,) each, relative to the real image
+        cx, cy, bw, bh = out.boxes[index].float().cpu().unbind(-1)  # (Q,) each, relative to the real image
         h, w = image_size
         boxes = torch.stack([(cx - 0.5 * bw) * w, (cy - 0.5 * bh) * h,
                              (cx + 0.5 * bw) * w, (cy + 0.5 * bh) * h], dim=-1)  # (Q, 4) x0, y0, x1, y1
@@ -171,9 +180,9 @@ class ObjectDetection(Task):
                 attn = attn[:, : int(real[:, 0].sum()), : int(real[0, :].sum())]  # (Q, h_i, w_i)
             internals = DetectionInternals(
                 cross_attention=attn.cpu().numpy(),
-                feature_size=(int(attn.shape[1]), int(attn.shape[2])), query_scores=scores.cpu().numpy())
-        return (boxes[order].cpu().numpy().astype(np.float32), scores[order].cpu().numpy().astype(np.float32),
-                labels[order].cpu().numpy().astype(np.int64), order.cpu().numpy().astype(np.int64), internals)
+                feature_size=(int(attn.shape[1]), int(attn.shape[2])), query_scores=scores.numpy())
+        return (boxes[order].numpy().astype(np.float32), scores[order].numpy().astype(np.float32),
+                labels[order].numpy().astype(np.int64), order.numpy().astype(np.int64), internals)
 
     def run(self, inputs: np.ndarray, options: DetectionOptions | None = None, *, cancel: CancelToken | None = None,
             progress: Progress | None = None) -> DetectionResult:
