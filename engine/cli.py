@@ -75,8 +75,7 @@ def cmd_transcribe(args) -> int:
     from . import export
     from .audio import load_audio
     from .results import TranscriptionOptions
-    audio = load_audio(args.file)
-    audio = audio[0] if isinstance(audio, tuple) else audio
+    audio, _duration = load_audio(args.file)
     task = _load(args, "speech-recognition")
 
     def progress(fraction: float, partial) -> None:
@@ -96,8 +95,7 @@ def cmd_transcribe(args) -> int:
 def cmd_classify_audio(args) -> int:
     from .audio import load_audio
     from .results import AudioClassificationOptions
-    audio = load_audio(args.file)
-    audio = audio[0] if isinstance(audio, tuple) else audio
+    audio, _duration = load_audio(args.file)
     task = _load(args, "audio-classification")
     result = task(audio, AudioClassificationOptions(top_k=args.top_k))
     if args.json:

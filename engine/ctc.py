@@ -8,6 +8,7 @@ text, character offsets and word offsets as transformers' ``Wav2Vec2CTCTokenizer
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from itertools import groupby
@@ -90,6 +91,11 @@ class CTCVocab:
                    do_lower_case=bool(cfg.get("do_lower_case", False)),
                    clean_up_spaces=bool(cfg.get("clean_up_tokenization_spaces", False)))
 
+    @functools.cached_property
+    def _names(self) -> np.ndarray:
+        """id -> token string, with one extra slot (the unknown token) for out-of-range ids."""
+        return np.array(list(self.tokens) + [self.unk_token], dtype=object)
+
     @property
     def pad_id(self) -> int:
         return self.tokens.index(self.pad_token) if self.pad_token in self.tokens else -1
@@ -120,9 +126,8 @@ def decode(ids: np.ndarray | list[int], vocab: CTCVocab) -> Decoded:
     ids = np.asarray(ids, dtype=np.int64).reshape(-1)  # (T,)
     chars: list[Offset] = []
     if ids.size:
-        tokens = np.array([vocab.token(int(i)) for i in range(len(vocab.tokens))] + [vocab.unk_token], dtype=object)
         ids = np.where((ids >= 0) & (ids < len(vocab.tokens)), ids, len(vocab.tokens))  # out of range -> unk
-        names = tokens[ids]  # (T,) token strings
+        names = vocab._names[ids]  # (T,) token strings (the table is built once per vocabulary)
         # repeated tokens are one emission: runs of equal token strings (as the tokenizer groups them)
         starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])  # (runs,)
         ends = np.r_[starts[1:], ids.size]  # (runs,)
