@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -9,7 +10,8 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QImage
 
 from gui.app import MainWindow, make_settings
-from gui.sources.video import CameraSource, ImageSource, VideoFileSource
+from gui.sources.switcher import SourceSwitcher
+from gui.sources.video import FALLBACK_FPS, CameraSource, FrameSource, ImageSource, VideoFileSource
 
 pytestmark = pytest.mark.gui
 
@@ -322,3 +324,100 @@ def test_source_combo_finds_items_by_value(qtbot):
     assert combo.camera_index(1) == 2  # cameras moved down by the file entry
     combo.show_file("b.png", "/tmp/b.png")  # a new file replaces the old one
     assert combo.count() == n and combo.itemText(0) == "b.png"
+
+
+def test_backpressure_emits_only_after_the_previous_frame_was_taken(qtbot, video_file):
+    src = VideoFileSource(video_file, loop=True)
+    src.require_ack()
+    frames: list[int] = []
+    src.frameReady.connect(lambda fid, rgb, t: frames.append(fid))
+    src.start()
+    try:
+        qtbot.waitUntil(lambda: src.dropped >= 3, timeout=20_000)  # nobody took frame 0
+        assert frames == [0]
+        src.frame_taken()
+        qtbot.waitUntil(lambda: len(frames) == 2, timeout=20_000)
+        qtbot.waitUntil(lambda: src.dropped >= 6, timeout=20_000)
+        assert frames == [0, 1]  # still one frame per take: no pile-up of queued frames
+    finally:
+        assert src.stop()
+
+
+class _FakeCapture:
+    """A cv2.VideoCapture stand-in that reports no frame rate (webm, variable rate) and never ends."""
+
+    def __init__(self, target) -> None:
+        self.reads = 0
+
+    def isOpened(self) -> bool:  # noqa: N802 - cv2 API
+        return True
+
+    def get(self, prop) -> float:
+        return 0.0
+
+    def read(self):
+        self.reads += 1
+        return True, np.zeros((8, 8, 3), np.uint8)
+
+    def set(self, prop, value) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+def test_video_without_frame_rate_is_paced_not_raced(qtbot, monkeypatch, tmp_path):
+    import time
+
+    import cv2
+    monkeypatch.setattr(cv2, "VideoCapture", _FakeCapture)
+    src = VideoFileSource(tmp_path / "clip.webm", loop=True)
+    times: list[float] = []
+    src.frameReady.connect(lambda fid, rgb, t: times.append(t))
+    with qtbot.waitSignal(src.opened, timeout=10_000) as opened:
+        src.start()
+    try:
+        assert opened.args[1] == 0.0  # the rate is reported as unknown
+        qtbot.waitUntil(lambda: len(times) >= 7, timeout=10_000)
+    finally:
+        assert src.stop()
+    assert times[6] - times[0] >= 6 / FALLBACK_FPS * 0.9  # paced at the fallback rate (only a lower bound)
+
+
+class _StuckSource(FrameSource):
+    """Emits one frame, then blocks like a camera stuck in read, ignoring stop requests."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def _produce(self) -> None:
+        self._emit(np.zeros((4, 4, 3), np.uint8), 0.0)
+        self.release.wait(30)
+
+
+def test_switcher_stop_never_blocks_and_keeps_running_sources_until_finished(qtbot):
+    switcher = SourceSwitcher()
+    src = _StuckSource()
+    with qtbot.waitSignal(switcher.promoted, timeout=10_000):
+        switcher.start(src)
+    switcher.stop()  # returns at once although the thread is stuck
+    assert src.isRunning() and src in switcher.retired and switcher.current is None
+    assert switcher.wait_retired(20) is False  # bounded
+    with qtbot.waitSignal(src.finished, timeout=10_000):
+        src.release.set()
+    qtbot.waitUntil(lambda: not switcher.retired, timeout=10_000)
+    assert switcher.wait_retired(0) is True
+
+
+def test_replaced_source_is_retired_not_waited_for(qtbot, video_file):
+    switcher = SourceSwitcher()
+    stuck = _StuckSource()
+    with qtbot.waitSignal(switcher.promoted, timeout=10_000):
+        switcher.start(stuck)
+    with qtbot.waitSignal(switcher.promoted, timeout=20_000):
+        switcher.start(VideoFileSource(video_file, loop=True))
+    assert stuck in switcher.retired and stuck.isRunning()
+    stuck.release.set()
+    switcher.stop()
+    assert switcher.wait_retired(10_000) is True

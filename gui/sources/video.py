@@ -3,7 +3,13 @@
 Each source is a QThread that emits ``frameReady(frame_id, rgb, capture_time)`` for every frame
 (``rgb``: (H, W, 3) uint8, ``capture_time``: time.monotonic()), ``opened(description, fps, w, h)``
 once the input is open, ``failed(message)`` with a message for the user, and ``ended()`` when a
-non-looping file is done. ``stop()`` asks the loop to end and joins the thread (no terminate).
+non-looping file is done. ``request_stop()`` asks the loop to end without waiting; ``stop()``
+also joins the thread (no terminate).
+
+Back-pressure: after ``require_ack()``, a source emits its next frame only once the UI has taken
+the previous one (``frame_taken()``, called by the UI-side slot); frames produced meanwhile are
+dropped and counted (``dropped``). A camera keeps reading meanwhile, so what it emits next is fresh;
+a file keeps its pace. Queued frame signals therefore never pile up on a slow UI thread.
 """
 from __future__ import annotations
 
@@ -16,6 +22,9 @@ import numpy as np
 from PySide6.QtCore import QThread, Signal
 
 log = logging.getLogger(__name__)
+
+#: the pace of a video file whose frame rate is unknown or implausible (webm, variable rate)
+FALLBACK_FPS = 30.0
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
@@ -31,14 +40,36 @@ class FrameSource(QThread):
         super().__init__(parent)
         self._stop = threading.Event()
         self._next_id = 0
+        self._ack = False  # back-pressure on (require_ack)
+        self._taken = threading.Event()  # set: the UI took the last frame emitted
+        self._taken.set()
+        self._dropped = 0
 
     @property
     def description(self) -> str:
         return ""
 
+    def require_ack(self, on: bool = True) -> None:
+        """Emit a frame only after the previous one was taken (``frame_taken``). Call before start()."""
+        self._ack = bool(on)
+
+    def frame_taken(self) -> None:
+        """The UI took the last frame: the next one may be emitted. Thread-safe."""
+        self._taken.set()
+
+    @property
+    def dropped(self) -> int:
+        """Frames not emitted because the UI had not taken the previous one yet."""
+        return self._dropped
+
+    def request_stop(self) -> None:
+        """Ask the producer to end; does not wait (``finished`` is emitted when it has)."""
+        self._stop.set()
+        self._taken.set()
+
     def stop(self, timeout_ms: int = 3000) -> bool:
         """Ask the producer to end and wait for it. True when the thread has finished."""
-        self._stop.set()
+        self.request_stop()
         if not self.isRunning():
             return True
         ok = self.wait(timeout_ms)
@@ -50,7 +81,16 @@ class FrameSource(QThread):
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def _ready(self) -> bool:
+        """May a frame be emitted now? Counts a drop when not (back-pressure)."""
+        if not self._ack or self._taken.is_set():
+            return True
+        self._dropped += 1
+        return False
+
     def _emit(self, rgb: np.ndarray, captured: float) -> None:
+        if self._ack:
+            self._taken.clear()
         self.frameReady.emit(self._next_id, rgb, captured)
         self._next_id += 1
 
@@ -110,14 +150,17 @@ class _CaptureSource(FrameSource):
                 return
             h, w = frame.shape[:2]
             self.opened.emit(self.description, fps, int(w), int(h))
-            period = 1.0 / fps if (self._paced and fps) else 0.0
+            period = 1.0 / (fps or FALLBACK_FPS) if self._paced else 0.0
             due = time.monotonic()
             read_failures = 0
+            emitted = False
             while not self._stop.is_set():
                 if frame is not None:
                     read_failures = 0
                     now = time.monotonic()
-                    self._emit(_bgr_to_rgb(frame), now)
+                    if self._ready():  # else dropped: the UI has not taken the previous frame
+                        self._emit(_bgr_to_rgb(frame), now)
+                        emitted = True
                     if period:
                         due = max(due + period, now - period)  # do not race to catch up after a stall
                         if self._stop.wait(max(0.0, due - time.monotonic())):
@@ -125,7 +168,7 @@ class _CaptureSource(FrameSource):
                 ok, frame = cap.read()
                 if not ok or frame is None:
                     frame = None
-                    if self._loop and self._next_id > 0 and cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
+                    if self._loop and emitted and cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
                         read_failures += 1
                         if read_failures > 3:
                             break

@@ -23,7 +23,7 @@ from gui.settings_util import as_bool
 from gui.snapshot import SnapshotError, png_path, write_snapshot
 from gui.sources.switcher import SourceSwitcher
 from gui.sources.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, CameraSource, FrameSource, ImageSource, \
-    VideoFileSource
+    VideoFileSource, source_for_file
 from gui.widgets.source_combo import ask_for_file
 from gui.widgets.video_view import VideoView
 from gui.widgets.vision_side_panel import VisionSidePanel
@@ -159,12 +159,8 @@ class VisionTab(QWidget):
         """Play a video or show an image. The current source keeps running until the new one
         delivers its first frame, so a file that fails to open loses nothing already shown."""
         path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix in IMAGE_SUFFIXES:
-            source: FrameSource = ImageSource(path)
-        elif suffix in VIDEO_SUFFIXES:
-            source = VideoFileSource(path, loop=True)
-        else:
+        source = source_for_file(path, loop=True)
+        if source is None:
             self.errorMessage.emit(f"{path.name}: the Vision tab opens images and videos "
                                    f"({', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))}).")
             return False
@@ -182,10 +178,12 @@ class VisionTab(QWidget):
         self.toolbar.set_running(False)
         self.perf_panel.source_stopped()
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_ms: int = 3000) -> bool:
+        """Stop the sources and wait (bounded) for their threads; True when all have finished."""
         self.save_settings()
         self._readout_timer.stop()
         self.stop()
+        return self.sources.wait_retired(timeout_ms)
 
     def is_running(self) -> bool:
         return self.sources.is_running()
