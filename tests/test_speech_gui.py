@@ -13,7 +13,7 @@ from PySide6.QtCore import QSettings
 
 from gui.engine_thread import EngineClient
 from gui.sources.audio_file import AudioFileSource
-from gui.sources.microphone import list_input_devices
+from gui.sources.microphone import AudioSource, list_input_devices
 from gui.tabs.speech import S_CANDIDATE, S_CLASSIFY, S_FILE, S_FINAL, S_PARTIAL, SpeechTab
 
 pytestmark = pytest.mark.gui
@@ -290,3 +290,203 @@ def test_microphone_source_without_devices_reports_it(qtbot, monkeypatch):
         assert src.start() is False
     assert "No microphone found" in sig.args[0]
     assert not src.is_running()
+
+
+# ---------------------------------------------------------------- review fixes
+
+class FailingSource(AudioSource):
+    """A source that cannot open: it says why (synchronously, as MicrophoneSource does)."""
+
+    @property
+    def description(self) -> str:
+        return "failing"
+
+    def start(self) -> bool:
+        self.errorOccurred.emit("The microphone exploded.")
+        return False
+
+
+def _spy_loads(tab, monkeypatch):
+    loads = []
+    real_load = tab.engine.load
+    monkeypatch.setattr(tab.engine, "load", lambda task, ref, *a, **kw: (loads.append((task, ref)),
+                                                                         real_load(task, ref, *a, **kw))[-1])
+    return loads
+
+
+def test_a_source_that_cannot_open_keeps_its_error_and_loads_no_model(qtbot, tab, monkeypatch):
+    loads = _spy_loads(tab, monkeypatch)
+    changes, errors, messages = [], [], []
+    tab.recordingChanged.connect(changes.append)
+    tab.errorMessage.connect(errors.append)
+    tab.message.connect(messages.append)
+    tab.set_source(FailingSource())
+    assert tab.start() is False
+    assert tab.msg.text() == "The microphone exploded."
+    assert errors == ["The microphone exploded."] and messages == errors  # `message` still carries it
+    assert changes == []  # no recordingChanged(False) without a True
+    assert not tab.record_btn.isChecked() and not tab.is_recording()
+    assert loads == []  # no model load (download) for a source that is not there
+    # a source that opens: the model loads after it started
+    tab.set_source(AudioFileSource(audio=np.zeros(SR * 5, np.float32), speed=1.0))
+    assert tab.start()
+    assert loads == [("speech-recognition", tab.asr_picker.current_model())]
+    assert changes == [True]
+    tab.stop()
+    assert changes == [True, False]
+
+
+def test_a_source_error_while_recording_stops_quietly(qtbot, tab):
+    source = AudioFileSource(audio=np.zeros(SR * 5, np.float32), speed=1.0, loop=True)
+    tab.set_source(source)
+    changes, errors = [], []
+    tab.recordingChanged.connect(changes.append)
+    tab.errorMessage.connect(errors.append)
+    assert tab.start()
+    qtbot.waitUntil(lambda: tab.waveform.pushed > 0, timeout=5000)
+    source.errorOccurred.emit("The microphone was unplugged.")
+    assert not tab.is_recording() and not tab.record_btn.isChecked()
+    assert tab.msg.text() == "The microphone was unplugged."  # not "Stopped."
+    assert errors == ["The microphone was unplugged."]
+    assert changes == [True, False]
+
+
+def test_a_second_recording_appends_after_the_first(qtbot, tab, two_sentences):
+    from types import SimpleNamespace
+
+    from gui.widgets.transcript_view import fmt_t
+
+    path, _ = two_sentences
+    for n in (2, 4):  # two recordings of the same file: the stream times restart at 0
+        tab.set_source(AudioFileSource(path, speed=4.0, tail_s=1.0))
+        assert tab.start()
+        qtbot.waitUntil(lambda: not tab.is_recording(), timeout=20_000)
+        qtbot.waitUntil(lambda n=n: len(tab.segments) == n and tab._finals_pending == 0, timeout=20_000)
+    assert [s[0] for s in tab.segments] == [0, 1, 0, 1]  # recording by recording, not by start time
+    assert tab.segments[2][1] < tab.segments[1][1]
+
+    def rows():
+        return [(tab.table.item(r, 0).text(), tab.table.item(r, 2).text()) for r in range(tab.table.rowCount())]
+
+    def expected():
+        return [(fmt_t(s[1]), s[3] or "…") for s in tab.segments]
+
+    assert rows() == expected()  # the table agrees with the segments
+    assert tab.transcript.toPlainText() == " ".join(s[3] for s in tab.segments if s[3])
+    # a late final of the first recording goes after that recording's utterances
+    late = SimpleNamespace(text="late words", internals=None)
+    tab._show_final(7, {"start_s": 9.0, "end_s": 9.5, "recording": tab._recording - 1}, late)
+    assert [s[3] for s in tab.segments].index("late words") == 2
+    assert rows() == expected()
+    assert tab.transcript.toPlainText() == " ".join(s[3] for s in tab.segments if s[3])
+
+
+def test_space_leaves_other_buttons_alone_and_does_not_repeat(qtbot, tab):
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
+
+    assert tab._space.autoRepeat() is False
+    tab.set_source(FailingSource())  # a toggle to "on" fails at once: nothing records
+    toggles, refreshes = [], []
+    tab.record_btn.toggled.connect(toggles.append)
+    tab.refresh_btn.clicked.connect(lambda *_: refreshes.append(1))
+    tab.activateWindow()
+    tab.refresh_btn.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is tab.refresh_btn, timeout=5000)
+    qtbot.keyClick(tab.refresh_btn, Qt.Key.Key_Space)
+    assert toggles == [] and refreshes == [1]  # Space pressed the focused button, no recording toggle
+    tab.transcript.setFocus()  # read-only text: Space is the tab's shortcut
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is tab.transcript, timeout=5000)
+    qtbot.keyClick(tab.transcript, Qt.Key.Key_Space)
+    assert toggles == [True]
+
+
+def test_file_progress_is_shown_while_the_tab_is_hidden(qtbot, tab, speech_wav, monkeypatch):
+    fractions = []
+    real = tab.file_bar.set_fraction
+    monkeypatch.setattr(tab.file_bar, "set_fraction", lambda f: (fractions.append(f), real(f))[-1])
+    tab.hide()
+    assert tab.open_file(speech_wav)
+    tab.engine.progressChanged.emit(S_FILE, 0.5, None)  # as the engine thread reports it
+    assert fractions == [0.5]
+    qtbot.waitUntil(lambda: tab.file_result is not None, timeout=20_000)
+    tab.engine.progressChanged.emit(S_FILE, 0.9, None)  # after the result: no file running
+    assert fractions[-1] != 0.9
+
+
+def test_blocks_queued_by_a_stopped_source_do_not_reach_the_next_session(qtbot, tab, monkeypatch):
+    import threading
+
+    fed = []
+    real_feed = tab.session.feed
+    monkeypatch.setattr(tab.session, "feed", lambda block, t_s=None: (fed.append(block), real_feed(block, t_s))[-1])
+    old = AudioFileSource(audio=np.zeros(SR * 5, np.float32), speed=1.0)
+    tab.set_source(old)
+    assert tab.start()
+    marker = np.full(1600, 0.25, np.float32)
+    # a block posted from the audio thread just before Stop (queued: it is delivered later)
+    t = threading.Thread(target=lambda: old.blockReady.emit(marker, 0.0))
+    t.start()
+    t.join()
+    tab.stop()
+    new = AudioFileSource(audio=np.zeros(SR * 5, np.float32), speed=1.0)
+    tab.set_source(new)
+    assert tab.start()
+    qtbot.waitUntil(lambda: len(fed) >= 3, timeout=5000)
+    assert not any(b is marker for b in fed)
+    tab.stop()
+
+
+def test_transcript_view_updates_in_place():
+    from PySide6.QtWidgets import QTextBrowser
+
+    from gui.widgets.transcript_view import TranscriptView, esc
+
+    def reference(finals, partial="", in_speech=False):  # what show_live used to draw (setHtml)
+        html = " ".join(esc(t) for t in finals if t)
+        if partial:
+            html += f" <span style='color:#888888'><i>{esc(partial)}</i></span>"
+        elif in_speech:
+            html += " <span style='color:#888888'><i>…</i></span>"
+        b = QTextBrowser()
+        b.setHtml(f"<p style='font-size:15pt'>{html}</p>")
+        return b.toPlainText()
+
+    view = TranscriptView()
+    view.show_live([], "", False)
+    calls = []
+    real = view.transcript.setHtml
+    view.transcript.setHtml = lambda html: (calls.append(html), real(html))[-1]
+    finals = []
+    steps = [("partial", "hel", True), ("partial", "hello w", True), ("final", "hello <world> & co", False),
+             ("partial", "", True), ("partial", "next", True), ("final", "", False), ("final", "next one", False),
+             ("partial", "", False)]
+    for kind, text, in_speech in steps:
+        if kind == "final":
+            finals.append(text)
+            view.append_final(text)
+            view.set_partial("", in_speech)
+            assert view.transcript.toPlainText() == reference(finals, "", in_speech)
+        else:
+            view.set_partial(text, in_speech)
+            assert view.transcript.toPlainText() == reference(finals, text, in_speech)
+    assert calls == []  # no full rebuild for a partial or a final
+    view.set_partial("grey", True)
+    doc = view.transcript.document()
+    last = doc.lastBlock().begin()
+    frags = []
+    while not last.atEnd():
+        frags.append(last.fragment())
+        last += 1
+    assert frags[-1].text() == " grey" and frags[-1].charFormat().fontItalic()
+    assert frags[-1].charFormat().foreground().color().name() == "#888888"
+    assert not frags[0].charFormat().fontItalic() and frags[0].charFormat().fontPointSize() == 15
+    # a note replaces it; the next update redraws the live transcript
+    view.show_note("busy")
+    assert not view.is_live()
+    view.show_live(finals, "p", True)
+    assert view.transcript.toPlainText() == reference(finals, "p", True)
+
+
+def test_events_are_bounded(tab):
+    assert tab.events.maxlen == 1000

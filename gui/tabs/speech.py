@@ -23,13 +23,16 @@ runs every model; this module imports no torch.
 """
 from __future__ import annotations
 
+import bisect
 import logging
+from collections import deque
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QObject, QSettings, Qt, Signal, Slot
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import QFileDialog, QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QAbstractButton, QAbstractSpinBox, QApplication, QComboBox, QFileDialog, QLabel,
+                               QLineEdit, QPlainTextEdit, QSplitter, QTextEdit, QVBoxLayout, QWidget)
 
 from engine.results import (AudioClassificationOptions, AudioClassificationResult, TranscriptionOptions,
                             TranscriptionResult)
@@ -51,6 +54,21 @@ S_CANDIDATE = "speech-candidate"
 STREAMS = (S_PARTIAL, S_FINAL, S_CLASSIFY, S_FILE, S_CANDIDATE)
 SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64"}
 NO_MIC = "No microphone found. Connect one and press ⟳, or open an audio file."
+MAX_EVENTS = 1000  # SpeechTab.events keeps the latest ones (a long session would grow it without bound)
+
+
+class _BlockRelay(QObject):
+    """Forwards one source's blocks to the tab together with that source. It lives in the UI thread,
+    so a microphone's blocks are queued to it; a block posted before Stop still arrives after the
+    disconnect (posted events are not cancelled), and the tab drops it by its source."""
+
+    def __init__(self, source: AudioSource, tab: "SpeechTab") -> None:
+        super().__init__(tab)
+        self.source, self.tab = source, tab
+
+    @Slot(object, float)
+    def on_block(self, block, t_s: float) -> None:
+        self.tab._on_block(block, t_s, self.source)
 
 
 class SpeechTab(QWidget):
@@ -58,6 +76,7 @@ class SpeechTab(QWidget):
 
     recordingChanged = Signal(bool)
     message = Signal(str)  # what the tab shows in its message line (also for tests)
+    errorMessage = Signal(str)  # the messages shown as errors (also sent on ``message``)
 
     def __init__(self, engine, settings: QSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -69,11 +88,16 @@ class SpeechTab(QWidget):
         self.session = SpeechSession()
         self.window = SlidingWindow(1.0, 0.25)
         self.segments: list[tuple[int, float, float, str]] = []  # (utterance, start, end, text) finals
-        self.events: list[tuple[str, int, float, float]] = []  # (kind, index, start, end) sent to the engine
+        self._segment_order: list[tuple[int, float]] = []  # (recording, start) of each segment, sorted
+        self.events: deque[tuple[str, int, float, float]] = deque(maxlen=MAX_EVENTS)  # (kind, index, start, end)
         self.partial_text = ""
         self.file_result: TranscriptionResult | None = None
         self.file_path: Path | None = None
         self._file_id = 0
+        self._file_running = False  # a file is being transcribed (its progress is shown even when hidden)
+        self._live = False  # recordingChanged(True) was emitted and no matching False yet
+        self._source_failed = False  # the live source reported an error: its message stays shown
+        self._relay: _BlockRelay | None = None
         self._finals_pending = 0
         self._finalized: set[int] = set()
         # speculative finals, keyed (recording, utterance index, end_s):
@@ -134,8 +158,11 @@ class SpeechTab(QWidget):
         self.cls_picker.modelChosen.connect(lambda ref: self._model_chosen(CLS, ref))
         sc = QShortcut(QKeySequence(Qt.Key.Key_Space), self)
         sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        sc.activated.connect(self.record_btn.toggle)
+        sc.setAutoRepeat(False)  # holding Space must not toggle on and off
+        sc.activated.connect(self._on_space)
         self._space = sc
+        # Space belongs to a focused button / combo / editable field: the shortcut is off meanwhile
+        QApplication.instance().focusChanged.connect(self._on_focus_changed)
 
     def _restore(self) -> None:
         s = self.settings
@@ -178,7 +205,8 @@ class SpeechTab(QWidget):
             self.controls.set_recording(False)
             return False
         self.source = source
-        source.blockReady.connect(self._on_block)
+        self._relay = _BlockRelay(source, self)
+        source.blockReady.connect(self._relay.on_block)
         source.levelChanged.connect(self.level.set_level)
         source.errorOccurred.connect(self._on_source_error)
         if isinstance(source, AudioFileSource):
@@ -189,28 +217,37 @@ class SpeechTab(QWidget):
         self.partial_text = ""
         self._finalized.clear()
         self._recording += 1
+        self._source_failed = False
+        # per-recording state: the new session's utterance indexes and times start at 0 again.
+        # Confirmed finals of an older recording that still wait for their candidate keep waiting
+        # (their keys carry the recording number, so they cannot be taken for the new ones).
+        self._finals_pending = 0
+        self._cand_inflight.clear()
         self._cand_results.clear()  # unconfirmed: their utterances are gone with the old session
         if hasattr(self.engine, "reset_dropped"):
             for stream in (S_PARTIAL, S_CLASSIFY):
                 self.engine.reset_dropped(stream)
-        task = self.live_task
-        picker = self.asr_picker if task == ASR else self.cls_picker
-        if self.engine.loaded_model(task) != picker.current_model():
-            self.engine.load(task, picker.current_model())
-        if not source.start():
+        if not source.start():  # it said why (errorOccurred): that message stays shown
             self._disconnect_source()
             self.controls.set_recording(False)
             return False
+        task = self.live_task  # the model loads only once the source is open (no download for no mic)
+        picker = self.asr_picker if task == ASR else self.cls_picker
+        if self.engine.loaded_model(task) != picker.current_model():
+            self.engine.load(task, picker.current_model())
         self.controls.set_recording(True)
         self._say(f"Listening ({source.description}) — {'transcribing' if task == ASR else 'classifying'}.")
+        self._live = True
         self.recordingChanged.emit(True)
         return True
 
-    def stop(self) -> None:
-        """Stop listening; the utterance in progress is finalized (nothing heard is dropped)."""
+    def stop(self, quiet: bool = False) -> None:
+        """Stop listening; the utterance in progress is finalized (nothing heard is dropped).
+        ``quiet``: the message line is left as it is (e.g. showing the source's error)."""
         source = self.source
         if source is None:
             self.controls.set_recording(False)
+            self._end_live()
             return
         source.stop()
         self._disconnect_source()
@@ -221,8 +258,15 @@ class SpeechTab(QWidget):
         else:
             self.session.flush()
         self.controls.set_recording(False)
-        self._say("Stopped." + (" Finishing the last utterance…" if self._finals_pending else ""))
-        self.recordingChanged.emit(False)
+        if not quiet:
+            self._say("Stopped." + (" Finishing the last utterance…" if self._finals_pending else ""))
+        self._end_live()
+
+    def _end_live(self) -> None:
+        """recordingChanged(False), once, and only after a recordingChanged(True)."""
+        if self._live:
+            self._live = False
+            self.recordingChanged.emit(False)
 
     def open_file(self, path) -> bool:
         """Transcribe an audio file (also the drop target). False with a message if unreadable."""
@@ -252,6 +296,7 @@ class SpeechTab(QWidget):
         self.engine.submit(S_FILE, ASR, str(path), TranscriptionOptions(internals=True), item_id=self._file_id,
                            meta={"path": str(path), "duration_s": duration}, keep_all=True)
         self.file_bar.begin(path.name)
+        self._file_running = True
         self.transcript_view.show_note(f"Transcribing {path.name} ({duration:.1f} s)…")
         self._say(f"Transcribing {path.name}…")
         return True
@@ -259,6 +304,7 @@ class SpeechTab(QWidget):
     def cancel_file(self) -> None:
         self.engine.cancel(S_FILE)
         self._file_id += 1  # a result still on its way is ignored
+        self._file_running = False
         self.file_bar.end()
         self._say("File transcription cancelled.")
 
@@ -279,6 +325,11 @@ class SpeechTab(QWidget):
         if self.source is not None:
             self.source.stop()
             self._disconnect_source()
+        self._live = False
+        try:
+            QApplication.instance().focusChanged.disconnect(self._on_focus_changed)
+        except (RuntimeError, TypeError):
+            pass
         for s in STREAMS:
             try:
                 self.engine.cancel(s)
@@ -298,8 +349,12 @@ class SpeechTab(QWidget):
         src = self.source
         if src is None:
             return
-        for sig, slot in ((src.blockReady, self._on_block), (src.levelChanged, self.level.set_level),
-                          (src.errorOccurred, self._on_source_error)):
+        relay, self._relay = self._relay, None
+        pairs = [(src.levelChanged, self.level.set_level), (src.errorOccurred, self._on_source_error)]
+        if relay is not None:
+            pairs.append((src.blockReady, relay.on_block))
+            relay.deleteLater()  # with it go the blocks still posted to it (those would be ignored anyway)
+        for sig, slot in pairs:
             try:
                 sig.disconnect(slot)
             except (RuntimeError, TypeError):
@@ -311,9 +366,9 @@ class SpeechTab(QWidget):
                 pass
         self.source = None
 
-    def _on_block(self, block: np.ndarray, t_s: float) -> None:
-        if self.source is None:
-            return  # a block queued before Stop
+    def _on_block(self, block: np.ndarray, t_s: float, source: AudioSource | None = None) -> None:
+        if self.source is None or source is not self.source:
+            return  # a block queued before Stop (possibly from the previous session's source)
         self.signal_view.push(block)
         if self.live_task == ASR:
             self._handle_events(self.session.feed(block, t_s))
@@ -327,10 +382,10 @@ class SpeechTab(QWidget):
     def _handle_events(self, events: list[SpeechEvent]) -> None:
         for ev in events:
             self.events.append((ev.kind, ev.index, ev.start_s, ev.end_s))
-            meta = {"start_s": ev.start_s, "end_s": ev.end_s, "reason": ev.reason}
+            meta = {"start_s": ev.start_s, "end_s": ev.end_s, "reason": ev.reason, "recording": self._recording}
             if ev.kind == "start":
                 self.partial_text = ""
-                self._render_transcript()
+                self._render_partial()
             elif ev.kind == "partial":
                 self.engine.submit(S_PARTIAL, ASR, ev.audio, TranscriptionOptions(), item_id=ev.index, meta=meta)
             elif ev.kind == "candidate":
@@ -355,9 +410,12 @@ class SpeechTab(QWidget):
                                        item_id=ev.index, meta=meta, keep_all=True)
 
     def _on_source_error(self, message: str) -> None:
+        """The source failed: its message stays shown. While recording, stop quietly (the utterance in
+        progress is still finalized); during start() the source only says why it could not open."""
         self._say(message, error=True)
-        if self.source is not None:
-            self.stop()
+        if self.source is not None and self._live:
+            self._source_failed = True
+            self.stop(quiet=True)
 
     # ================================================================== engine results
 
@@ -369,16 +427,18 @@ class SpeechTab(QWidget):
         if stream == S_PARTIAL and isinstance(r, TranscriptionResult):
             if outcome.item_id not in self._finalized:
                 self.partial_text = r.text
-                self._render_transcript()
+                self._render_partial()
         elif stream == S_FINAL and isinstance(r, TranscriptionResult):
-            self._finals_pending = max(0, self._finals_pending - 1)
+            if (outcome.meta or {}).get("recording", self._recording) == self._recording:
+                self._finals_pending = max(0, self._finals_pending - 1)
             self._show_final(outcome.item_id, outcome.meta or {}, r)
         elif stream == S_CANDIDATE and isinstance(r, TranscriptionResult):
             key = (outcome.meta or {}).get("key")
             if key in self._cand_inflight:
                 self._cand_inflight.remove(key)
             if key in self._cand_awaited:  # its final came while it ran
-                self._finals_pending = max(0, self._finals_pending - 1)
+                if key[0] == self._recording:
+                    self._finals_pending = max(0, self._finals_pending - 1)
                 self._show_final(outcome.item_id, self._cand_awaited.pop(key), r, from_candidate=True)
             elif key is not None and key[0] == self._recording and key[1] >= self.session.utterance_count:
                 self._cand_results[key] = r  # the pause may still be confirmed
@@ -390,6 +450,7 @@ class SpeechTab(QWidget):
             if outcome.item_id != self._file_id:
                 return
             self.file_result = r
+            self._file_running = False
             self.file_bar.end()
             self.transcript_view.show_file_result(r, self.file_path.name if self.file_path else "")
             self.ctc.set_internals(r.internals)
@@ -404,20 +465,35 @@ class SpeechTab(QWidget):
         if from_candidate:
             self.finals_from_candidates += 1
         start, end = meta.get("start_s", 0.0), meta.get("end_s", 0.0)
-        self.segments.append((index, start, end, r.text))
-        self.segments.sort(key=lambda s: s[1])
+        # ordered by (recording, start): each Start restarts the stream times at 0
+        order = (meta.get("recording", self._recording), start)
+        row = bisect.bisect_right(self._segment_order, order)
+        self._segment_order.insert(row, order)
+        self.segments.insert(row, (index, start, end, r.text))
         self.partial_text = ""
-        self.transcript_view.add_row(start, end, r.text or "…")
-        self._render_transcript()
+        self.transcript_view.add_row(start, end, r.text or "…", row=row)
+        tv = self.transcript_view
+        if row == len(self.segments) - 1 and tv.is_live():  # the usual case: one more at the end
+            tv.append_final(r.text)
+            self._render_partial()
+        else:  # a late final of an earlier recording (or the view showed a file): redraw it all
+            self._render_transcript()
         self.ctc.set_internals(r.internals)
-        if not self.is_recording() and not self._finals_pending:
+        if not self.is_recording() and not self._finals_pending and not self._source_failed:
             self._say(f"{len(self.segments)} utterance(s) transcribed.")
 
     def _render_transcript(self) -> None:
         self.transcript_view.show_live((seg[3] for seg in self.segments), self.partial_text, self.session.in_speech)
 
+    def _render_partial(self) -> None:
+        """Only the trailing grey span (the finals are drawn as they come)."""
+        if self.transcript_view.is_live():
+            self.transcript_view.set_partial(self.partial_text, self.session.in_speech)
+        else:
+            self._render_transcript()
+
     def _on_progress(self, stream: str, fraction: float, partial) -> None:
-        if stream != S_FILE or not self.progress.isVisible():
+        if stream != S_FILE or not self._file_running:  # not isVisible(): the tab may be hidden
             return
         self.file_bar.set_fraction(fraction)
         if isinstance(partial, TranscriptionResult) and partial.text:
@@ -426,6 +502,7 @@ class SpeechTab(QWidget):
     def _on_error(self, stream: str, message: str) -> None:
         if stream in STREAMS or stream in (ASR, CLS):
             if stream == S_FILE:
+                self._file_running = False
                 self.file_bar.end()
             if stream == S_FINAL:
                 self._finals_pending = max(0, self._finals_pending - 1)
@@ -457,6 +534,27 @@ class SpeechTab(QWidget):
         self.msg.setText(text)
         (log.warning if error else log.info)("speech tab: %s", text)
         self.message.emit(text)
+        if error:
+            self.errorMessage.emit(text)
+
+    def _space_is_theirs(self, w: QWidget | None) -> bool:
+        """Space does its own job in ``w`` (press a button, open a combo, type a space)."""
+        if w is None:
+            return False
+        if isinstance(w, QAbstractButton):
+            return w is not self.record_btn
+        if isinstance(w, (QComboBox, QAbstractSpinBox)):
+            return True
+        if isinstance(w, (QLineEdit, QTextEdit, QPlainTextEdit)):
+            return not w.isReadOnly()
+        return False
+
+    def _on_focus_changed(self, _old, new) -> None:
+        self._space.setEnabled(not self._space_is_theirs(new))
+
+    def _on_space(self) -> None:
+        if not self._space_is_theirs(QApplication.focusWidget()):
+            self.record_btn.toggle()
 
     def _on_record_toggled(self, on: bool) -> None:
         if on:
