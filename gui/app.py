@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 APP_NAME = "Taskscope"
 ERROR_TIMEOUT_MS = 15000
+#: an error identical to the last one within this many seconds is not shown or logged again
+REPEAT_ERROR_S = 5.0
 
 
 def make_settings() -> QSettings:
@@ -52,6 +55,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(APP_NAME)
         self.setAcceptDrops(True)
         self.last_error = ""
+        self._last_error_at = float("-inf")
+        self.repeated_errors = 0  # identical errors skipped (REPEAT_ERROR_S)
         self._closed = False
         self.engine = EngineClient(self)
 
@@ -245,7 +250,11 @@ class MainWindow(QMainWindow):
         """The one place errors are shown: the status bar (model load failures also get a dialog)."""
         if not message:
             return
-        self.last_error = message
+        now = time.monotonic()
+        if message == self.last_error and now - self._last_error_at < REPEAT_ERROR_S:
+            self.repeated_errors += 1  # e.g. the same error for every frame: shown once
+            return
+        self.last_error, self._last_error_at = message, now
         log.warning("%s", message)
         self.statusBar().setStyleSheet("QStatusBar { color: palette(bright-text); background: #9b2c2c; }")
         self.statusBar().showMessage(f"⚠  {message}", ERROR_TIMEOUT_MS)
@@ -287,15 +296,25 @@ class MainWindow(QMainWindow):
                         f"({', '.join(known)}).")
         return False
 
+    def _handles(self, path: str) -> bool:
+        suffix = Path(path).suffix.lower()
+        return any(suffix in tab.handled_suffixes() for tab in (self.tabs.widget(i) for i in range(self.tabs.count()))
+                   if hasattr(tab, "handled_suffixes"))
+
     def handle_drop(self, mime) -> bool:
-        """Open the first local file of a drop; returns True if something was opened."""
+        """Open the first supported local file of a drop (one file at a time; the others are
+        ignored, and the status bar says how many); returns True if something was opened."""
         files = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()] if mime.hasUrls() else []
         if not files:
             self.show_error("Drop image, video or audio files from your computer.")
             return False
-        if len(files) > 1:
-            self.show_status(f"Opening {Path(files[0]).name} (one file at a time).")
-        return self.open_path(files[0])
+        first = next((f for f in files if self._handles(f)), files[0])
+        opened = self.open_path(first)
+        others = len(files) - 1
+        if others and opened:
+            self.show_status(f"Opening {Path(first).name}; {others} other file{'s' if others > 1 else ''} "
+                             "ignored (one file at a time).")  # after (in place of) the tab's own message
+        return opened
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt override
         if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):

@@ -421,3 +421,55 @@ def test_replaced_source_is_retired_not_waited_for(qtbot, video_file):
     stuck.release.set()
     switcher.stop()
     assert switcher.wait_retired(10_000) is True
+
+
+def test_view_converts_lazily_caches_the_scaled_frame_and_idles(qtbot):
+    from gui.widgets.video_view import VideoView
+    view = VideoView()
+    qtbot.addWidget(view)
+    view.resize(400, 300)
+    view.show()
+    qtbot.waitExposed(view)
+    qtbot.waitUntil(lambda: not view._repaint.isActive(), timeout=5000)  # no timer while idle
+    for i in range(5):  # frames faster than painting: only what is painted is converted
+        view.set_frame(i, np.full((60, 80, 3), i * 40, np.uint8))
+    assert view.conversions == 0 and view._repaint.isActive()
+    painted = view.paint_count
+    qtbot.waitUntil(lambda: view.paint_count > painted, timeout=5000)
+    assert view.conversions == 1 and view.frame_size.width() == 80
+    qtbot.waitUntil(lambda: not view._repaint.isActive(), timeout=5000)
+    painted = view.paint_count
+    view.set_threshold(0.5)  # an overlay change repaints without converting the frame again
+    qtbot.waitUntil(lambda: view.paint_count > painted, timeout=5000)
+    assert view.conversions == 1
+    assert pixels(view.grab().toImage())[150, 200].tolist() == [160, 160, 160]  # the newest frame
+    assert view.conversions == 1
+    view.resize(500, 400)  # a new size rescales the same converted frame
+    qtbot.waitUntil(lambda: view._pixmap_size.width() >= 490, timeout=5000)
+    assert view.conversions == 1
+
+
+def test_drop_opens_the_first_supported_file_and_counts_the_rest(qtbot, window, image_file, tmp_path):
+    w = window()
+    bad = tmp_path / "notes.xyz"
+    bad.write_text("x")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(bad)), QUrl.fromLocalFile(str(image_file)),
+                  QUrl.fromLocalFile(str(image_file))])
+    shown: list[str] = []
+    w.statusBar().messageChanged.connect(shown.append)
+    assert w.handle_drop(mime) is True
+    notes = [m for m in shown if "2 other files ignored" in m]
+    assert notes and image_file.name in notes[0]
+    assert w.last_error == ""  # the unsupported first file is no error
+    qtbot.waitUntil(lambda: w.vision_tab.view.frame_id == 0, timeout=10_000)
+
+
+def test_identical_errors_are_not_repeated(qtbot, window):
+    w = window()
+    for _ in range(5):
+        w.show_error("Same error for every frame.")
+    assert w.repeated_errors == 4 and w.last_error == "Same error for every frame."
+    w.show_error("Another error.")
+    assert w.last_error == "Another error." and w.repeated_errors == 4
+    assert "Another error." in w.statusBar().currentMessage()

@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPainterPath, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from engine.results import DetectionResult
@@ -70,7 +70,11 @@ class VideoView(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(320, 240)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
-        self._image: QImage | None = None
+        self._frame: np.ndarray | None = None  # the newest frame, converted only when painted
+        self._image: QImage | None = None  # self._frame as a QImage (lazily; shares its memory)
+        self._pixmap: QPixmap | None = None  # self._image scaled to _pixmap_size (cached until frame/resize)
+        self._pixmap_size = QSize()
+        self.conversions = 0  # frames converted to a QImage (painted), for tests and diagnostics
         self._frame_id = -1
         self._result: DetectionResult | None = None
         self._threshold = 0.7
@@ -81,10 +85,11 @@ class VideoView(QWidget):
         self._message = ""
         self._dirty = False
         self.paint_count = 0
-        self._repaint = QTimer(self)
+        self._repaint = QTimer(self)  # single shot, started only while a repaint is pending
+        self._repaint.setSingleShot(True)
         self._repaint.setTimerType(Qt.TimerType.PreciseTimer)
+        self._repaint.setInterval(self._display_interval_ms())
         self._repaint.timeout.connect(self._flush)
-        self._repaint.start(self._display_interval_ms())
 
     # ------------------------------------------------------------------ inputs
 
@@ -94,8 +99,11 @@ class VideoView(QWidget):
         return max(8, int(1000.0 / (rate if 20.0 <= rate <= 240.0 else 60.0)))
 
     def set_frame(self, frame_id: int, rgb: np.ndarray) -> None:
-        """Show ``rgb`` (H, W, 3) uint8; painted at the next display tick."""
-        self._image = rgb_to_qimage(rgb)
+        """Show ``rgb`` (H, W, 3) uint8; painted at the next display tick. The array is kept, not
+        copied (sources allocate a new one per frame): it is converted only if it gets painted."""
+        self._frame = rgb
+        self._image = None
+        self._pixmap = None
         self._frame_id = frame_id
         self._schedule()
 
@@ -130,7 +138,9 @@ class VideoView(QWidget):
         self._schedule()
 
     def clear(self) -> None:
+        self._frame = None
         self._image = None
+        self._pixmap = None
         self._result = None
         self._frame_id = -1
         self._selected_query = -1
@@ -149,7 +159,31 @@ class VideoView(QWidget):
 
     @property
     def frame_size(self) -> QSize:
-        return self._image.size() if self._image is not None else QSize()
+        if self._frame is None:
+            return QSize()
+        h, w = self._frame.shape[:2]
+        return QSize(int(w), int(h))
+
+    def _qimage(self) -> QImage | None:
+        """The current frame as a QImage, converted on first use (no copy: it shares the array)."""
+        if self._image is None and self._frame is not None:
+            rgb = np.ascontiguousarray(self._frame)
+            self._frame = rgb  # keeps the memory the QImage points into alive
+            h, w = rgb.shape[:2]
+            self._image = QImage(rgb.data, w, h, rgb.strides[0], QImage.Format.Format_RGB888)
+            self.conversions += 1
+        return self._image
+
+    def _scaled_pixmap(self, size: QSize) -> QPixmap | None:
+        """The frame scaled to ``size``, cached until a new frame or another size."""
+        if self._pixmap is None or self._pixmap_size != size:
+            image = self._qimage()
+            if image is None or size.isEmpty():
+                return None
+            self._pixmap = QPixmap.fromImage(image.scaled(size, Qt.AspectRatioMode.IgnoreAspectRatio,
+                                                          Qt.TransformationMode.SmoothTransformation))
+            self._pixmap_size = QSize(size)
+        return self._pixmap
 
     @property
     def threshold(self) -> float:
@@ -181,9 +215,9 @@ class VideoView(QWidget):
 
     def image_rect(self) -> QRectF:
         """Where the frame is drawn in widget coordinates (aspect ratio kept, centred)."""
-        if self._image is None:
+        if self._frame is None:
             return QRectF()
-        return self._fit(QSize(self._image.width(), self._image.height()), QRectF(self.rect()))
+        return self._fit(self.frame_size, QRectF(self.rect()))
 
     @staticmethod
     def _fit(size: QSize, area: QRectF) -> QRectF:
@@ -210,6 +244,8 @@ class VideoView(QWidget):
 
     def _schedule(self) -> None:
         self._dirty = True
+        if not self._repaint.isActive():
+            self._repaint.start()
 
     def _flush(self) -> None:
         if self._dirty:
@@ -225,7 +261,7 @@ class VideoView(QWidget):
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         p.fillRect(self.rect(), BACKGROUND)
-        if self._image is None:
+        if self._frame is None:
             p.setPen(QColor(200, 200, 205))
             f = p.font()
             f.setPointSizeF(f.pointSizeF() * 1.2)
@@ -234,7 +270,9 @@ class VideoView(QWidget):
                        Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._placeholder)
         else:
             target = self.image_rect()
-            p.drawImage(target, self._image)
+            pixmap = self._scaled_pixmap(target.toAlignedRect().size())
+            if pixmap is not None:
+                p.drawPixmap(target, pixmap, QRectF(pixmap.rect()))
             self.paint_overlay(p, target, scale_text=1.0)
         if self._message:
             self._paint_banner(p, self._message)
@@ -303,9 +341,10 @@ class VideoView(QWidget):
 
     def render_annotated(self) -> QImage | None:
         """The current frame at its full resolution with the overlay drawn on it (snapshots)."""
-        if self._image is None:
+        image = self._qimage()
+        if image is None:
             return None
-        out = self._image.convertToFormat(QImage.Format.Format_RGB32)
+        out = image.convertToFormat(QImage.Format.Format_RGB32)
         p = QPainter(out)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         scale = max(1.0, out.width() / 800.0)
