@@ -164,9 +164,8 @@ class MainWindow(QMainWindow):
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/state", self.saveState())
         s.setValue("window/tab", self.tabs.currentIndex())
-        s.setValue("engine/device", self.device_picker.device())
-        s.setValue("engine/precision", self.device_picker.precision())
-        s.setValue("engine/offline", self.offline_action.isChecked())
+        # device, precision and offline are saved when the user changes them (_on_device_changed,
+        # _on_offline_toggled), so a one-off `--offline` or `--device` on the command line stays one-off
         save = getattr(self.vision_tab, "save_settings", None)
         if save is not None:
             save()

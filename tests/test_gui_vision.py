@@ -473,3 +473,24 @@ def test_identical_errors_are_not_repeated(qtbot, window):
     w.show_error("Another error.")
     assert w.last_error == "Another error." and w.repeated_errors == 4
     assert "Another error." in w.statusBar().currentMessage()
+
+
+def test_command_line_overrides_are_not_remembered(qtbot, tmp_path):
+    """`--offline` for one run does not make every later run offline; a click on the toggle does."""
+    from gui.app import MainWindow
+    from PySide6.QtCore import QSettings
+    settings = QSettings(str(tmp_path / "t.ini"), QSettings.Format.IniFormat)
+    settings.setValue("engine/offline", False)
+    w = MainWindow(settings, offline=True)
+    qtbot.addWidget(w)
+    assert w.offline_action.isChecked()
+    w.close()
+    w2 = MainWindow(settings)
+    qtbot.addWidget(w2)
+    assert not w2.offline_action.isChecked()
+    w2.offline_action.trigger()  # the user's own choice is remembered
+    w2.close()
+    w3 = MainWindow(settings)
+    qtbot.addWidget(w3)
+    assert w3.offline_action.isChecked()
+    w3.close()
