@@ -379,6 +379,19 @@ class PackedLinear(nn.Module):
         return torch.ops.mkl._mkl_linear(x, self.packed, self.weight, self.bias, x.numel() // x.shape[-1])
 
 
+def _packing_is_exact(linear: nn.Linear) -> bool:
+    """MKL's packed GEMM is a private op, packed here once and used for any row count: check it
+    against F.linear on a few row counts before trusting it with a model."""
+    packed = PackedLinear(linear)
+    gen = torch.Generator().manual_seed(0)
+    for rows in (1, 7, 300):
+        x = torch.randn(rows, linear.in_features, generator=gen)
+        want = F.linear(x, linear.weight, linear.bias)
+        if not torch.allclose(packed(x), want, rtol=1e-4, atol=1e-4 * float(want.abs().max())):
+            return False
+    return True
+
+
 def optimize_for_inference(model: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
     """Fuse q/k/v projections; on CPU in float32 also pre-pack the linear layers for MKL."""
     for m in list(model.modules()):
@@ -386,6 +399,14 @@ def optimize_for_inference(model: nn.Module, device: torch.device, dtype: torch.
             m.fuse_qkv()
     if device.type != "cpu" or dtype != torch.float32 or not torch.backends.mkl.is_available() \
             or not hasattr(torch.ops.mkl, "_mkl_linear"):
+        return model
+    linears = [m for m in model.modules() if type(m) is nn.Linear and m.bias is not None]
+    try:
+        if not linears or not _packing_is_exact(linears[0]):
+            log.info("MKL packed GEMM disagrees with F.linear here; using plain linear layers")
+            return model
+    except RuntimeError as exc:  # an MKL build without packed GEMM
+        log.info("MKL weight packing unavailable (%s); using plain linear layers", exc)
         return model
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
