@@ -105,7 +105,6 @@ def _median(xs):
 
 
 def _run(args, task_name: str) -> int:
-    import numpy as np
     import torch
     from engine import EngineError, load_task
 

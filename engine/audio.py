@@ -158,18 +158,13 @@ class FeatureSettings:
 
     @classmethod
     def from_folder(cls, folder: str | os.PathLike) -> FeatureSettings:
-        import json
+        from .hub import read_json
 
         folder = Path(folder)
         for name in ("preprocessor_config.json", "processor_config.json", "feature_extractor_config.json"):
-            p = folder / name
-            if p.is_file():
-                try:
-                    cfg = json.loads(p.read_text(encoding="utf-8"))
-                except (OSError, ValueError) as exc:
-                    from .errors import CheckpointError
-                    raise CheckpointError(f"{p} is not valid JSON: {exc}") from exc
-                cfg = cfg.get("feature_extractor", cfg) if isinstance(cfg, dict) else {}
+            if (folder / name).is_file():
+                cfg = read_json(folder, name)
+                cfg = cfg.get("feature_extractor", cfg)
                 return cls(**{k: cfg[k] for k in ("sampling_rate", "do_normalize", "return_attention_mask",
                                                   "padding_value") if cfg.get(k) is not None})
         log.warning("%s has no preprocessor_config.json; using 16 kHz with normalisation", folder)

@@ -9,14 +9,13 @@ text, character offsets and word offsets as transformers' ``Wav2Vec2CTCTokenizer
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
-from itertools import groupby
 from pathlib import Path
 
 import numpy as np
 
 from .errors import CheckpointError
+from .hub import read_json
 
 
 @dataclass(frozen=True)
@@ -105,13 +104,7 @@ class CTCVocab:
 
 
 def _json(p: Path) -> dict:
-    if not p.is_file():
-        return {}
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{p} is not valid JSON: {exc}") from exc
-    return data if isinstance(data, dict) else {}
+    return read_json(p.parent, p.name, required=False)
 
 
 def clean_up_tokenization(text: str) -> str:

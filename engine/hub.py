@@ -13,11 +13,13 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .cancel import CancelToken, check
 from .errors import Cancelled, CheckpointError, ModelNotAvailable
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -167,15 +169,20 @@ def _download(repo_id: str, progress: DownloadProgress | None, cancel: CancelTok
 # ---------------------------------------------------------------------------- config / weights
 
 def read_json(folder: Path, name: str, required: bool = True) -> dict:
+    """A checkpoint's JSON file as a dict ({} when absent and not required); CheckpointError when
+    it is required and missing, or not valid JSON. (No torch here: ctc.py and audio.py use it.)"""
     p = Path(folder) / name
     if not p.is_file():
         if required:
             raise CheckpointError(f"{p} is missing.")
         return {}
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{p} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{p} does not hold a JSON object.")
+    return data
 
 
 def find_weights(folder: Path) -> list[Path]:
@@ -195,6 +202,7 @@ def find_weights(folder: Path) -> list[Path]:
 
 def load_weights(folder: Path) -> dict[str, torch.Tensor]:
     """All tensors of a checkpoint folder on the CPU (safetensors, or weights-only torch.load)."""
+    import torch
     from safetensors.torch import load_file
 
     state: dict[str, torch.Tensor] = {}

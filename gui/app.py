@@ -17,7 +17,6 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget, QToolBar,
                                QWidget)
 
-import engine
 from gui.engine_thread import EngineClient, is_load_cancelled_message
 from gui.settings_util import as_bool
 from gui.widgets.download_dialog import DownloadDialog
