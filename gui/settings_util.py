@@ -1,4 +1,4 @@
-"""Reading values back from QSettings, whose INI backend returns booleans as strings."""
+"""Small QSettings helpers: booleans (the INI backend returns them as strings) and splitter layouts."""
 from __future__ import annotations
 
 
@@ -7,3 +7,11 @@ def as_bool(value) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return bool(value)
+
+
+def remember_splitter(splitter, settings, key: str) -> None:
+    """Restore ``splitter``'s sizes from ``settings[key]`` and save them whenever the user moves it."""
+    state = settings.value(key)
+    if state is not None:
+        splitter.restoreState(state)
+    splitter.splitterMoved.connect(lambda *_: settings.setValue(key, splitter.saveState()))

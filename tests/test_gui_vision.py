@@ -493,3 +493,26 @@ def test_command_line_overrides_are_not_remembered(qtbot, tmp_path):
     qtbot.addWidget(w3)
     assert w3.offline_action.isChecked()
     w3.close()
+
+
+def test_splitter_layout_is_remembered(qtbot, tmp_path):
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QLabel, QSplitter
+    from gui.settings_util import remember_splitter
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    a = QSplitter()
+    qtbot.addWidget(a)
+    a.addWidget(QLabel("left")), a.addWidget(QLabel("right"))
+    a.resize(600, 100)
+    a.show()
+    remember_splitter(a, settings, "t/split")
+    a.moveSplitter(150, 1)  # what a drag does (emits splitterMoved)
+    moved = a.sizes()
+    assert abs(moved[0] - 150) <= 5
+    b = QSplitter()
+    qtbot.addWidget(b)
+    b.addWidget(QLabel("left")), b.addWidget(QLabel("right"))
+    b.resize(600, 100)
+    b.show()
+    remember_splitter(b, settings, "t/split")
+    assert b.sizes() == moved

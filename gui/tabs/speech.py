@@ -39,6 +39,7 @@ from engine.results import (AudioClassificationOptions, AudioClassificationResul
 
 from ..sources.audio_file import AudioFileSource
 from ..sources.microphone import AudioSource
+from ..settings_util import remember_splitter
 from ..speech_session import SlidingWindow, SpeechEvent, SpeechSession
 from ..transcript_export import ask_export_path, write_transcript
 from ..widgets.live_signal import LiveSignalView
@@ -140,6 +141,8 @@ class SpeechTab(QWidget):
         main_split.addWidget(self.pages)
         main_split.setSizes([260, 420])
         root.addWidget(main_split, 1)
+        remember_splitter(main_split, self.settings, "speech/splitter")
+        remember_splitter(tv.splitter, self.settings, "speech/transcript_splitter")
 
         self.msg = QLabel("")
         self.msg.setWordWrap(True)

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QFileDialog, QSplitter, QVBoxLayout, QWidget
 
 from engine.results import DetectionOptions, DetectionResult
 from gui.engine_thread import EngineClient, Outcome, is_load_cancelled_message
-from gui.settings_util import as_bool
+from gui.settings_util import as_bool, remember_splitter
 from gui.snapshot import SnapshotError, png_path, write_snapshot
 from gui.sources.switcher import SourceSwitcher
 from gui.sources.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, CameraSource, FrameSource, ImageSource, \
@@ -105,6 +105,7 @@ class VisionTab(QWidget):
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 0)
         self.splitter.setCollapsible(0, False)
+        remember_splitter(self.splitter, self.settings, "vision/splitter")
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
@@ -250,7 +251,7 @@ class VisionTab(QWidget):
             self._open_dialog(value)
         elif kind == "camera":
             self.settings.setValue("vision/camera", value)
-            if self.is_running() or self.sources.pending is not None:
+            if self.start_button.isChecked():  # something is shown (a still image too): switch to the camera
                 self.start_camera(value)
         elif kind == "file":
             self.open_file(value)
