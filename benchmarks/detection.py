@@ -72,9 +72,9 @@ def _timm_to_hf(key: str) -> str:
 
 def _resnet_config_for(cfg: dict):
     from transformers import ResNetConfig
-    depths = {"resnet50": [3, 4, 6, 3], "resnet101": [3, 4, 23, 3], "resnet152": [3, 8, 36, 3]}
+    from engine.models.resnet import TIMM_DEPTHS
     name = cfg.get("backbone") or "resnet50"
-    return ResNetConfig(embedding_size=64, hidden_sizes=[256, 512, 1024, 2048], depths=depths[name],
+    return ResNetConfig(embedding_size=64, hidden_sizes=[256, 512, 1024, 2048], depths=list(TIMM_DEPTHS[name]),
                         layer_type="bottleneck", out_features=["stage4"])
 
 
@@ -131,6 +131,21 @@ def build_random_checkpoint(folder: Path) -> Path:
         "rescale_factor": 1 / 255, "size": {"shortest_edge": 800, "longest_edge": 1333},
         "image_processor_type": "DetrImageProcessor"}, indent=2))
     return folder
+
+
+def checkpoint(model: str | None) -> str:
+    """The checkpoint to time: ``model``; else the default if it is downloaded; else the random-weight
+    DETR-ResNet-50 (same dimensions), built once into RANDOM_DIR."""
+    from engine import hub
+    if model:
+        return model
+    if hub.is_cached(DEFAULT_MODEL):
+        return DEFAULT_MODEL
+    if not _random_is_current(RANDOM_DIR):
+        print(f"{DEFAULT_MODEL} is not downloaded: building a random-weight DETR-ResNet-50 "
+              f"(same dimensions) in {RANDOM_DIR} ...", flush=True)
+        build_random_checkpoint(RANDOM_DIR)
+    return str(RANDOM_DIR)
 
 
 def _random_is_current(folder: Path) -> bool:
@@ -226,20 +241,11 @@ def run(args) -> int:
     from engine.errors import EngineError
     from engine.results import DetectionOptions
 
-    random_weights = False
-    if args.model:
-        folder = hub.resolve(args.model)
-        name = args.model
-    elif hub.is_cached(DEFAULT_MODEL):
-        folder, name = hub.resolve(DEFAULT_MODEL), DEFAULT_MODEL
-    else:
-        if not _random_is_current(RANDOM_DIR):
-            print(f"{DEFAULT_MODEL} is not downloaded: building a random-weight DETR-ResNet-50 "
-                  f"(same dimensions) in {RANDOM_DIR} ...", flush=True)
-            build_random_checkpoint(RANDOM_DIR)
-        folder, name = RANDOM_DIR, "detr-resnet-50 (RANDOM weights)"
+    ref = checkpoint(args.model)
+    folder = hub.resolve(ref)
+    name = "detr-resnet-50 (RANDOM weights)" if Path(ref) == RANDOM_DIR else ref
     cfg = json.loads((Path(folder) / "config.json").read_text())
-    random_weights = random_weights or bool(cfg.get("taskscope_random_weights"))
+    random_weights = bool(cfg.get("taskscope_random_weights"))
     threshold = args.threshold if args.threshold is not None else 0.7
     frame = synthetic_frame()
     h, w = frame.shape[:2]

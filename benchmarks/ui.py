@@ -37,24 +37,11 @@ def _make_video(path: Path, seconds: float = 4.0, fps: int = 25) -> Path:
     return path
 
 
-def _checkpoint(model: str | None) -> str:
-    from engine import hub
-
-    from . import detection
-    if model:
-        return model
-    if hub.is_cached(detection.DEFAULT_MODEL):
-        return detection.DEFAULT_MODEL
-    if not detection._random_is_current(detection.RANDOM_DIR):
-        print(f"building a random-weight DETR-ResNet-50 in {detection.RANDOM_DIR} ...", flush=True)
-        detection.build_random_checkpoint(detection.RANDOM_DIR)
-    return str(detection.RANDOM_DIR)
-
-
 def run(args) -> int:
     import numpy as np
 
-    model = _checkpoint(args.model)
+    from .detection import checkpoint
+    model = checkpoint(args.model)
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     tmp = Path(tempfile.mkdtemp(prefix="taskscope-bench-ui-"))
