@@ -187,24 +187,12 @@ class ObjectDetection(Task):
     def run(self, inputs: np.ndarray, options: DetectionOptions | None = None, *, cancel: CancelToken | None = None,
             progress: Progress | None = None) -> DetectionResult:
         """Detect objects in one (H, W, 3) uint8 RGB frame (grayscale / RGBA are converted)."""
-        options = self.default_options if options is None else self._options(options)
-        _check_options(options)
-        image = to_rgb(inputs)
-        clock = StageClock(self._sync())
-        with torch.inference_mode():
-            with clock.stage("preprocess"):
-                pixels = self.preprocess(image, options)
-            check(cancel)
-            with clock.stage("model"):
-                out = self.model(pixels, want_attention=options.internals)
-            check(cancel)
-            with clock.stage("postprocess"):
-                boxes, scores, label_ids, query_ids, internals = self.postprocess(out, image.shape[:2], options)
+        if not isinstance(inputs, np.ndarray):
+            raise InputError(f"An image must be a numpy array, not {type(inputs).__name__}.")
+        result = self.run_batch([inputs], options, cancel)[0]  # one frame: no padding, no mask
         if progress is not None:
             progress(1.0, None)
-        labels = tuple(self.id2label.get(int(i), str(int(i))) for i in label_ids)
-        return DetectionResult(boxes, scores, label_ids, labels, (int(image.shape[0]), int(image.shape[1])),
-                               float(options.threshold), query_ids, clock.timings(), internals)
+        return result
 
     def run_batch(self, images: list[np.ndarray], options: DetectionOptions | None = None,
                   cancel: CancelToken | None = None) -> list[DetectionResult]:
