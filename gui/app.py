@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, Q
                                QWidget)
 
 from gui.engine_thread import EngineClient, is_load_cancelled_message
-from gui.settings_util import as_bool
+from gui.settings_util import OPEN_DIR_KEY, as_bool
 from gui.widgets.download_dialog import DownloadDialog
 from gui.widgets.pickers import DevicePicker
 
@@ -271,7 +271,7 @@ class MainWindow(QMainWindow):
         if not suffixes:
             self.show_status(f"The {self.tabs.tabText(self.tabs.currentIndex())} tab opens no files yet.")
             return
-        key = f"window/open_dir/{self.tabs.tabText(self.tabs.currentIndex())}"
+        key = OPEN_DIR_KEY  # one folder for every Open dialog
         start = str(self.settings.value(key, str(Path.home())))
         flt = f"{self.tabs.tabText(self.tabs.currentIndex())} files (" + " ".join(f"*{s}" for s in suffixes) + ")"
         path, _ = QFileDialog.getOpenFileName(self, "Open", start, f"{flt};;All files (*)")

@@ -15,3 +15,6 @@ def remember_splitter(splitter, settings, key: str) -> None:
     if state is not None:
         splitter.restoreState(state)
     splitter.splitterMoved.connect(lambda *_: settings.setValue(key, splitter.saveState()))
+
+#: the folder the last Open dialog (File > Open, or a tab's own Open button) was in
+OPEN_DIR_KEY = "files/open_dir"

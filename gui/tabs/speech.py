@@ -39,7 +39,7 @@ from engine.results import (AudioClassificationOptions, AudioClassificationResul
 
 from ..sources.audio_file import AudioFileSource
 from ..sources.microphone import AudioSource
-from ..settings_util import remember_splitter
+from ..settings_util import OPEN_DIR_KEY, remember_splitter
 from ..speech_session import SlidingWindow, SpeechEvent, SpeechSession
 from ..transcript_export import ask_export_path, write_transcript
 from ..widgets.live_signal import LiveSignalView
@@ -582,10 +582,10 @@ class SpeechTab(QWidget):
 
     def _open_dialog(self) -> None:
         pats = " ".join(f"*{s}" for s in sorted(SUFFIXES))
-        path, _ = QFileDialog.getOpenFileName(self, "Open an audio file", self.settings.value("speech/last_dir", ""),
+        path, _ = QFileDialog.getOpenFileName(self, "Open an audio file", self.settings.value(OPEN_DIR_KEY, ""),
                                               f"Audio ({pats});;All files (*)")
         if path:
-            self.settings.setValue("speech/last_dir", str(Path(path).parent))
+            self.settings.setValue(OPEN_DIR_KEY, str(Path(path).parent))
             self.open_file(path)
 
     def _export_dialog(self, fmt: str) -> None:

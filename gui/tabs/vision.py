@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QFileDialog, QSplitter, QVBoxLayout, QWidget
 
 from engine.results import DetectionOptions, DetectionResult
 from gui.engine_thread import EngineClient, Outcome, is_load_cancelled_message
-from gui.settings_util import as_bool, remember_splitter
+from gui.settings_util import OPEN_DIR_KEY, as_bool, remember_splitter
 from gui.snapshot import SnapshotError, png_path, write_snapshot
 from gui.sources.switcher import SourceSwitcher
 from gui.sources.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, CameraSource, FrameSource, ImageSource, \
@@ -257,7 +257,7 @@ class VisionTab(QWidget):
             self.open_file(value)
 
     def _open_dialog(self, kind: str) -> None:
-        key = "vision/open_dir"
+        key = OPEN_DIR_KEY  # one folder for every Open dialog
         start = str(self.settings.value(key, str(Path.home())))
         path = ask_for_file(self, kind, start)
         if path:
