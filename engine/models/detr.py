@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError
-from .common import drop_legacy_buffers, load_strict, require
+from .common import MultiHeadAttention, drop_legacy_buffers, load_strict, require
 from .resnet import ResNet, ResNetConfig, fold_state, hf_to_timm
 
 log = logging.getLogger(__name__)
@@ -153,49 +153,13 @@ def feature_mask(pixel_mask: torch.Tensor, h: int, w: int) -> torch.Tensor | Non
     return None if bool(mask.all()) else mask
 
 
-class Attention(nn.Module):
-    """Multi-head attention; DETR adds positions to queries and keys, never to values."""
-
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        self.heads, self.head_dim = heads, dim // heads
-        self.q_proj = nn.Linear(dim, dim)
-        self.k_proj = nn.Linear(dim, dim)
-        self.v_proj = nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
-
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, _ = x.shape
-        return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
-
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                key_mask: torch.Tensor | None = None,
-                want_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """query (B, Tq, D), key/value (B, Tk, D), key_mask None or (B, 1, 1, Tk) bool (False =
-        padding, never attended to) -> (B, Tq, D) and, if asked, the attention weights averaged
-        over heads (B, Tq, Tk)."""
-        q = self._split(self.q_proj(query))  # (B, heads, Tq, head_dim)
-        k = self._split(self.k_proj(key))  # (B, heads, Tk, head_dim)
-        v = self._split(self.v_proj(value))  # (B, heads, Tk, head_dim)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)  # (B, heads, Tq, head_dim)
-        weights = None
-        if want_weights:  # the same softmax SDPA computes, made explicit for the app to show
-            scores = (q.float() @ k.float().transpose(-2, -1)) * self.head_dim ** -0.5  # (B, heads, Tq, Tk)
-            if key_mask is not None:
-                scores = scores.masked_fill(~key_mask, float("-inf"))
-            weights = scores.softmax(dim=-1).mean(dim=1)  # (B, Tq, Tk)
-        b, _, tq, _ = out.shape
-        out = out.transpose(1, 2).reshape(b, tq, self.heads * self.head_dim)  # (B, Tq, D)
-        return self.out_proj(out), weights
-
-
 class EncoderLayer(nn.Module):
     """Post-norm Transformer encoder layer over the flattened feature map."""
 
     def __init__(self, cfg: DetrConfig) -> None:
         super().__init__()
         d = cfg.d_model
-        self.self_attn = Attention(d, cfg.encoder_attention_heads)
+        self.self_attn = MultiHeadAttention(d, cfg.encoder_attention_heads)
         self.self_attn_layer_norm = nn.LayerNorm(d)
         self.fc1 = nn.Linear(d, cfg.encoder_ffn_dim)
         self.fc2 = nn.Linear(cfg.encoder_ffn_dim, d)
@@ -215,9 +179,9 @@ class DecoderLayer(nn.Module):
     def __init__(self, cfg: DetrConfig) -> None:
         super().__init__()
         d = cfg.d_model
-        self.self_attn = Attention(d, cfg.decoder_attention_heads)
+        self.self_attn = MultiHeadAttention(d, cfg.decoder_attention_heads)
         self.self_attn_layer_norm = nn.LayerNorm(d)
-        self.encoder_attn = Attention(d, cfg.decoder_attention_heads)
+        self.encoder_attn = MultiHeadAttention(d, cfg.decoder_attention_heads)
         self.encoder_attn_layer_norm = nn.LayerNorm(d)
         self.fc1 = nn.Linear(d, cfg.decoder_ffn_dim)
         self.fc2 = nn.Linear(cfg.decoder_ffn_dim, d)

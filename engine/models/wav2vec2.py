@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError
-from .common import drop_legacy_buffers, fold_weight_norm, load_strict, require
+from .common import MultiHeadAttention, drop_legacy_buffers, fold_weight_norm, load_strict, require
 
 log = logging.getLogger(__name__)
 
@@ -177,34 +177,6 @@ class PositionalConvEmbedding(nn.Module):
         return self.act(y).transpose(1, 2)  # (B, T, D)
 
 
-class SelfAttention(nn.Module):
-    def __init__(self, c: Wav2Vec2Config) -> None:
-        super().__init__()
-        d = c.hidden_size
-        self.heads = c.num_attention_heads
-        self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(d, d) for _ in range(4))
-        self.qkv: nn.Module | None = None  # set by fuse_qkv() after loading: one GEMM instead of three
-
-    def fuse_qkv(self) -> None:
-        qkv = nn.Linear(self.q_proj.in_features, 3 * self.q_proj.out_features)
-        with torch.no_grad():
-            qkv.weight.copy_(torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]))  # (3D, D)
-            qkv.bias.copy_(torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]))  # (3D,)
-        self.qkv = qkv.to(self.q_proj.weight)
-        del self.q_proj, self.k_proj, self.v_proj
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, T, D), mask (B, 1, 1, T) bool or None -> (B, T, D)"""
-        B, T, D = x.shape
-        split = lambda t: t.view(B, T, self.heads, D // self.heads).transpose(1, 2)  # (B, heads, T, head_dim)
-        if self.qkv is not None:
-            q, k, v = self.qkv(x).split(D, dim=-1)  # 3 x (B, T, D)
-        else:
-            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
-        y = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=mask)  # (B, heads, T, head_dim)
-        return self.out_proj(y.transpose(1, 2).reshape(B, T, D))  # (B, T, D)
-
-
 class FeedForward(nn.Module):
     def __init__(self, c: Wav2Vec2Config) -> None:
         super().__init__()
@@ -222,7 +194,7 @@ class EncoderLayer(nn.Module):
 
     def __init__(self, c: Wav2Vec2Config) -> None:
         super().__init__()
-        self.attention = SelfAttention(c)
+        self.attention = MultiHeadAttention(c.hidden_size, c.num_attention_heads)  # self-attention
         self.layer_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
         self.feed_forward = FeedForward(c)
         self.final_layer_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
@@ -231,9 +203,9 @@ class EncoderLayer(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, D) -> (B, T, D)"""
         if self.pre_ln:
-            x = x + self.attention(self.layer_norm(x), mask)
+            x = x + self.attention(self.layer_norm(x), key_mask=mask)[0]
             return x + self.feed_forward(self.final_layer_norm(x))
-        x = self.layer_norm(x + self.attention(x, mask))
+        x = self.layer_norm(x + self.attention(x, key_mask=mask)[0])
         return self.final_layer_norm(x + self.feed_forward(x))
 
 
@@ -395,7 +367,7 @@ def _packing_is_exact(linear: nn.Linear) -> bool:
 def optimize_for_inference(model: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
     """Fuse q/k/v projections; on CPU in float32 also pre-pack the linear layers for MKL."""
     for m in list(model.modules()):
-        if isinstance(m, SelfAttention):
+        if isinstance(m, MultiHeadAttention):
             m.fuse_qkv()
     if device.type != "cpu" or dtype != torch.float32 or not torch.backends.mkl.is_available() \
             or not hasattr(torch.ops.mkl, "_mkl_linear"):
