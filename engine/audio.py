@@ -71,6 +71,14 @@ def check_samples(x, what: str = "The audio") -> np.ndarray:
     return x
 
 
+def as_samples(inputs, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A task's audio input -> validated (N,) float32 samples: a file path is read (and resampled
+    to ``sample_rate``), an array is checked with :func:`check_samples`."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs, _ = load_audio(inputs, sample_rate)
+    return check_samples(inputs)
+
+
 def probe_audio(path: str | os.PathLike, max_duration_s: float = MAX_DURATION_S) -> float:
     """Check an audio file's header without decoding it; returns its duration in seconds (0 when
     the header does not say). Fast enough for the UI thread. Raises :class:`InputError` like

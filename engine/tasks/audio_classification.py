@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..audio import FeatureSettings, check_samples, load_audio
+from ..audio import FeatureSettings, as_samples
 from ..cancel import CancelToken, check
 from ..device import Placement
 from ..errors import InputError
@@ -54,9 +54,7 @@ class AudioClassification(Task):
         opts = self._options(options)
         clock = StageClock(self._sync())
         with clock.stage("preprocess"):
-            if isinstance(inputs, (str, Path)):
-                inputs, _ = load_audio(inputs, self.sample_rate)
-            samples = check_samples(inputs)
+            samples = as_samples(inputs, self.sample_rate)
             duration = samples.shape[0] / self.sample_rate
             if duration > MAX_SECONDS:
                 raise InputError(f"The clip is {duration:.0f} s long; audio classification takes up to "

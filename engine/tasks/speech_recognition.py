@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .. import ctc
-from ..audio import FeatureSettings, check_samples, load_audio
+from ..audio import FeatureSettings, as_samples
 from ..cancel import CancelToken, check
 from ..device import Placement
 from ..errors import InputError
@@ -118,9 +118,7 @@ class SpeechRecognition(Task):
         opts = self._options(options)
         clock = StageClock(self._sync())
         with clock.stage("preprocess"):
-            if isinstance(inputs, (str, Path)):
-                inputs, _ = load_audio(inputs, self.sample_rate)
-            samples = check_samples(inputs)
+            samples = as_samples(inputs, self.sample_rate)
             plan = chunk_plan(samples.shape[0], self.align, self.sample_rate, opts.chunk_s, opts.stride_s)
         duration = samples.shape[0] / self.sample_rate
         ids: list[np.ndarray] = []
