@@ -313,7 +313,7 @@ def test_download_dialog_shows_bytes_and_cancels(qtbot, window, monkeypatch):
 def test_source_combo_finds_items_by_value(qtbot):
     """The camera chosen last time is found again, and re-showing the same file keeps one entry."""
     from gui.widgets.source_combo import SourceCombo
-    combo = SourceCombo()
+    combo = SourceCombo(cameras=[0, 1, 2])
     qtbot.addWidget(combo)
     assert combo.camera_index(2) == 2
     assert combo.camera_index(7) == -1
@@ -516,3 +516,15 @@ def test_splitter_layout_is_remembered(qtbot, tmp_path):
     b.show()
     remember_splitter(b, settings, "t/split")
     assert b.sizes() == moved
+
+
+def test_cameras_offered_are_the_video_devices_found(monkeypatch):
+    import glob
+    import sys
+
+    from gui.sources.video import available_cameras
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(glob, "glob", lambda pattern: ["/dev/video2", "/dev/video0", "/dev/video-meta"])
+    assert available_cameras() == [0, 2]
+    monkeypatch.setattr(glob, "glob", lambda pattern: [])
+    assert available_cameras() == [0]  # camera 0 is still offered: starting it says no camera was found

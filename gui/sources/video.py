@@ -30,6 +30,18 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
 
 
+def available_cameras() -> list[int]:
+    """Camera indices to offer. On Linux, the /dev/video* devices that exist (without opening them);
+    elsewhere, where there is no cheap way to ask, 0-2. Camera 0 is always offered: opening a camera
+    that is not there gives a clear message."""
+    import sys
+    if sys.platform.startswith("linux"):
+        import glob
+        found = sorted({int(p[len("/dev/video"):]) for p in glob.glob("/dev/video*") if p[len("/dev/video"):].isdigit()})
+        return found or [0]
+    return [0, 1, 2]
+
+
 class FrameSource(QThread):
     frameReady = Signal(int, object, float)  # (frame_id, rgb uint8 (H, W, 3), capture time monotonic)
     opened = Signal(str, float, int, int)  # (description, fps or 0, width, height)

@@ -1,4 +1,5 @@
-"""The Vision tab's source chooser: cameras 0-2, "Open video…", "Open image…" and the open file.
+"""The Vision tab's source chooser: the cameras found (``available_cameras``), "Open video…",
+"Open image…" and the open file.
 
 Item data: ``("camera", index)``, ``("open", "video" | "image")`` or ``("file", path)``; the
 file, when there is one, is the first item. ``ask_for_file`` is what "Open video…" and
@@ -9,16 +10,16 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QFileDialog, QWidget
 
-from gui.sources.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from gui.sources.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, available_cameras
 
 VIDEO_FILTER = "Videos (" + " ".join(f"*{s}" for s in sorted(VIDEO_SUFFIXES)) + ")"
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ")"
 
 
 class SourceCombo(QComboBox):
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, cameras: list[int] | None = None) -> None:
         super().__init__(parent)
-        for i in range(3):
+        for i in (available_cameras() if cameras is None else cameras):
             self.addItem(f"Camera {i}", ("camera", i))
         self.insertSeparator(self.count())
         self.addItem("Open video…", ("open", "video"))
