@@ -251,3 +251,25 @@ def test_flush_and_forced_splits_give_finals_without_candidates():
     f, c = finals(events), candidates(events)
     assert [e.reason for e in f] == ["max-length", "max-length", "pause"]
     assert len(c) == 1 and c[0].end_s == f[-1].end_s and np.array_equal(c[0].audio, f[-1].audio)
+
+
+def test_speculative_finals_bookkeeping():
+    """A final is served by its candidate's result (now or when it arrives); others need a decode."""
+    from gui.speculative_finals import SpeculativeFinals
+    sf = SpeculativeFinals()
+    a, b, c = (1, 0, 2.0), (1, 1, 5.0), (1, 1, 6.0)
+    sf.submitted(a)
+    assert sf.result(a, "text a", recording=1, utterances_done=0) is None  # back before its pause is confirmed
+    assert sf.final(a, {"m": "a"}) == ("show", "text a")
+    sf.submitted(b)
+    assert sf.final(b, {"m": "b"}) == ("wait", None)  # still decoding: no second decode
+    assert sf.result(b, "text b", recording=1, utterances_done=1) == {"m": "b"}
+    assert sf.final(c, {}) == ("decode", None)  # no candidate (Stop, forced split)
+    sf.submitted((1, 2, 7.0))
+    sf.result((1, 2, 7.0), "stale", recording=1, utterances_done=2)
+    sf.submitted((1, 2, 9.0))  # the utterance went on: a later candidate ends it
+    assert sf.final((1, 2, 9.0), {"m": "d"}) == ("wait", None) and (1, 2, 7.0) not in sf.results
+    assert sf.failed() == (1, 2, 9.0)  # its decode failed: the waiting final is released
+    sf.submitted((1, 3, 1.0))
+    sf.new_recording()
+    assert not sf.inflight and not sf.results

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Signal, Slot
 
 log = logging.getLogger(__name__)
 
@@ -277,3 +277,17 @@ class MicrophoneSource(AudioSource):
             if resampler is None:
                 return
             self._emit_block(resampler.process(x))
+
+
+class BlockRelay(QObject):
+    """Forwards one source's blocks to ``receiver(block, t_s, source)``. It lives in the UI thread, so
+    a microphone's blocks are queued to it; a block posted before Stop still arrives after the
+    disconnect (posted events are not cancelled), and the receiver can drop it by its source."""
+
+    def __init__(self, source, receiver, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.source, self._receiver = source, receiver
+
+    @Slot(object, float)
+    def on_block(self, block, t_s: float) -> None:
+        self._receiver(block, t_s, self.source)

@@ -11,15 +11,10 @@ Live data flow (UI thread unless stated):
         SlidingWindow (1 s every 250 ms)  -----> engine stream "speech-classify" (latest wins)
     engine thread --resultReady--> _on_result: grey partial text / final rows / top-5 bars
 
-Speculative finals: a "candidate" (the pause's kept tail is complete, the pause not yet confirmed)
-is decoded right away. When the matching "final" comes (same utterance index and end_s, hence the
-same audio) its text is shown from the candidate's result — at once if it already arrived, else
-when it does — without a second decode; so the final text appears ~``end_silence_s - tail_s``
-sooner. A candidate whose utterance went on is decoded for nothing and its result ignored. Finals
-without a candidate (Stop, forced split) are decoded on "speech-final" as before.
-
-A file goes to stream "speech-file" (keep_all) with progress and cancel. The engine thread
-runs every model; this module imports no torch.
+Speculative finals (gui/speculative_finals.py): a pause's "candidate" is decoded before the pause
+is confirmed, and its result serves the matching "final" without a second decode. Finals without a
+candidate (Stop, forced split) are decoded on "speech-final". Files: gui/file_transcription.py.
+The engine thread runs every model; this module imports no torch.
 """
 from __future__ import annotations
 
@@ -29,20 +24,21 @@ from collections import deque
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, QSettings, Qt, Signal, Slot
-from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QAbstractButton, QAbstractSpinBox, QApplication, QComboBox, QFileDialog, QLabel,
-                               QLineEdit, QPlainTextEdit, QSplitter, QTextEdit, QVBoxLayout, QWidget)
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtWidgets import QFileDialog, QLabel, QSplitter, QVBoxLayout, QWidget
 
 from engine.results import (AudioClassificationOptions, AudioClassificationResult, TranscriptionOptions,
                             TranscriptionResult)
 
 from ..sources.audio_file import AudioFileSource
-from ..sources.microphone import AudioSource
+from ..sources.microphone import AudioSource, BlockRelay
 from ..settings_util import OPEN_DIR_KEY, remember_splitter
+from ..speculative_finals import SpeculativeFinals
 from ..speech_session import SlidingWindow, SpeechEvent, SpeechSession
-from ..transcript_export import ask_export_path, write_transcript
+from ..file_transcription import STREAM as S_FILE
+from ..file_transcription import FileTranscription
 from ..widgets.live_signal import LiveSignalView
+from ..widgets.space_toggle import SpaceToggle
 from ..widgets.speech_controls import SpeechControls
 from ..widgets.speech_pages import SpeechPages
 
@@ -50,26 +46,12 @@ log = logging.getLogger(__name__)
 
 ASR = "speech-recognition"
 CLS = "audio-classification"
-S_PARTIAL, S_FINAL, S_CLASSIFY, S_FILE = "speech-partial", "speech-final", "speech-classify", "speech-file"
+S_PARTIAL, S_FINAL, S_CLASSIFY = "speech-partial", "speech-final", "speech-classify"
 S_CANDIDATE = "speech-candidate"
 STREAMS = (S_PARTIAL, S_FINAL, S_CLASSIFY, S_FILE, S_CANDIDATE)
 SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64"}
 NO_MIC = "No microphone found. Connect one and press ⟳, or open an audio file."
 MAX_EVENTS = 1000  # SpeechTab.events keeps the latest ones (a long session would grow it without bound)
-
-
-class _BlockRelay(QObject):
-    """Forwards one source's blocks to the tab together with that source. It lives in the UI thread,
-    so a microphone's blocks are queued to it; a block posted before Stop still arrives after the
-    disconnect (posted events are not cancelled), and the tab drops it by its source."""
-
-    def __init__(self, source: AudioSource, tab: "SpeechTab") -> None:
-        super().__init__(tab)
-        self.source, self.tab = source, tab
-
-    @Slot(object, float)
-    def on_block(self, block, t_s: float) -> None:
-        self.tab._on_block(block, t_s, self.source)
 
 
 class SpeechTab(QWidget):
@@ -92,20 +74,14 @@ class SpeechTab(QWidget):
         self._segment_order: list[tuple[int, float]] = []  # (recording, start) of each segment, sorted
         self.events: deque[tuple[str, int, float, float]] = deque(maxlen=MAX_EVENTS)  # (kind, index, start, end)
         self.partial_text = ""
-        self.file_result: TranscriptionResult | None = None
-        self.file_path: Path | None = None
-        self._file_id = 0
-        self._file_running = False  # a file is being transcribed (its progress is shown even when hidden)
         self._live = False  # recordingChanged(True) was emitted and no matching False yet
         self._source_failed = False  # the live source reported an error: its message stays shown
-        self._relay: _BlockRelay | None = None
+        self._relay: BlockRelay | None = None
         self._finals_pending = 0
         self._finalized: set[int] = set()
         # speculative finals, keyed (recording, utterance index, end_s):
         self._recording = 0  # bumped on each Start: indexes and times restart with the session
-        self._cand_inflight: list[tuple] = []  # candidates submitted, result not yet back (FIFO)
-        self._cand_results: dict[tuple, TranscriptionResult] = {}  # back, utterance not confirmed yet
-        self._cand_awaited: dict[tuple, dict] = {}  # confirmed finals waiting for their candidate: meta
+        self.speculative = SpeculativeFinals()
         self.finals_from_candidates = 0  # finals shown from a candidate's decode (for tests/stats)
         self._build()
         self._restore()
@@ -156,16 +132,12 @@ class SpeechTab(QWidget):
         self.open_btn.clicked.connect(self._open_dialog)
         self.cancel_btn.clicked.connect(self.cancel_file)
         self.file_bar.exportRequested.connect(self._export_dialog)
+        self.file = FileTranscription(self.engine, self.file_bar, tv, self.ctc, self._say, self._ensure_asr_model)
         self.mic.currentIndexChanged.connect(self._on_mic_changed)
         self.asr_picker.modelChosen.connect(lambda ref: self._model_chosen(ASR, ref))
         self.cls_picker.modelChosen.connect(lambda ref: self._model_chosen(CLS, ref))
-        sc = QShortcut(QKeySequence(Qt.Key.Key_Space), self)
-        sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        sc.setAutoRepeat(False)  # holding Space must not toggle on and off
-        sc.activated.connect(self._on_space)
-        self._space = sc
-        # Space belongs to a focused button / combo / editable field: the shortcut is off meanwhile
-        QApplication.instance().focusChanged.connect(self._on_focus_changed)
+        self._space_toggle = SpaceToggle(self, self.record_btn)  # Space: Start/Stop
+        self._space = self._space_toggle.shortcut
 
     def _restore(self) -> None:
         s = self.settings
@@ -208,7 +180,7 @@ class SpeechTab(QWidget):
             self.controls.set_recording(False)
             return False
         self.source = source
-        self._relay = _BlockRelay(source, self)
+        self._relay = BlockRelay(source, self._on_block, self)
         source.blockReady.connect(self._relay.on_block)
         source.levelChanged.connect(self.level.set_level)
         source.errorOccurred.connect(self._on_source_error)
@@ -221,12 +193,9 @@ class SpeechTab(QWidget):
         self._finalized.clear()
         self._recording += 1
         self._source_failed = False
-        # per-recording state: the new session's utterance indexes and times start at 0 again.
-        # Confirmed finals of an older recording that still wait for their candidate keep waiting
-        # (their keys carry the recording number, so they cannot be taken for the new ones).
+        # per-recording state: the new session's utterance indexes and times start at 0 again
         self._finals_pending = 0
-        self._cand_inflight.clear()
-        self._cand_results.clear()  # unconfirmed: their utterances are gone with the old session
+        self.speculative.new_recording()
         if hasattr(self.engine, "reset_dropped"):
             for stream in (S_PARTIAL, S_CLASSIFY):
                 self.engine.reset_dropped(stream)
@@ -273,49 +242,27 @@ class SpeechTab(QWidget):
 
     def open_file(self, path) -> bool:
         """Transcribe an audio file (also the drop target). False with a message if unreadable."""
-        from engine.audio import probe_audio
-        from engine.errors import EngineError
-
-        path = Path(path)
         if self.is_recording():
             self.stop()
-        try:  # the header only: the engine thread decodes the file, so a long one never blocks the UI
-            duration = probe_audio(path)
-        except EngineError as e:
-            self._say(str(e), error=True)
-            return False
-        except Exception as e:  # noqa: BLE001 - never crash the app on a file
-            log.exception("reading %s", path)
-            self._say(f"Cannot read {path.name}: {e}", error=True)
+        if not self.file.open(path):
             return False
         self.set_mode("transcribe")
-        self.engine.cancel(S_FILE)
-        self._file_id += 1
-        self.file_path = path
-        self.file_result = None
-        self.file_bar.set_exportable(False)
-        if self.engine.loaded_model(ASR) != self.asr_picker.current_model():
-            self.engine.load(ASR, self.asr_picker.current_model())
-        self.engine.submit(S_FILE, ASR, str(path), TranscriptionOptions(internals=True), item_id=self._file_id,
-                           meta={"path": str(path), "duration_s": duration}, keep_all=True)
-        self.file_bar.begin(path.name)
-        self._file_running = True
-        self.transcript_view.show_note(f"Transcribing {path.name} ({duration:.1f} s)…")
-        self._say(f"Transcribing {path.name}…")
         return True
 
     def cancel_file(self) -> None:
-        self.engine.cancel(S_FILE)
-        self._file_id += 1  # a result still on its way is ignored
-        self._file_running = False
-        self.file_bar.end()
-        self._say("File transcription cancelled.")
+        self.file.cancel()
 
     def export(self, path, fmt: str | None = None) -> Path:
         """Write the last file transcript as txt / srt / vtt / json (from the suffix by default)."""
-        if self.file_result is None:
-            raise RuntimeError("Nothing to export: transcribe a file first.")
-        return write_transcript(self.file_result, path, fmt)
+        return self.file.export(path, fmt)
+
+    @property
+    def file_result(self) -> TranscriptionResult | None:
+        return self.file.result
+
+    @property
+    def file_path(self) -> Path | None:
+        return self.file.path
 
     def refresh_devices(self, rescan: bool = True) -> None:
         """List the microphones again (PortAudio re-scans only when re-initialised)."""
@@ -329,10 +276,7 @@ class SpeechTab(QWidget):
             self.source.stop()
             self._disconnect_source()
         self._live = False
-        try:
-            QApplication.instance().focusChanged.disconnect(self._on_focus_changed)
-        except (RuntimeError, TypeError):
-            pass
+        self._space_toggle.detach()
         for s in STREAMS:
             try:
                 self.engine.cancel(s)
@@ -393,20 +337,16 @@ class SpeechTab(QWidget):
                 self.engine.submit(S_PARTIAL, ASR, ev.audio, TranscriptionOptions(), item_id=ev.index, meta=meta)
             elif ev.kind == "candidate":
                 key = (self._recording, ev.index, ev.end_s)
-                self._cand_inflight.append(key)
+                self.speculative.submitted(key)
                 self.engine.submit(S_CANDIDATE, ASR, ev.audio, TranscriptionOptions(internals=True), item_id=ev.index,
                                    meta={**meta, "candidate": True, "key": key}, keep_all=True)
             elif ev.kind == "final":
                 self.engine.cancel(S_PARTIAL)
-                key = (self._recording, ev.index, ev.end_s)
-                # candidates of this utterance (or older ones) that did not end it are stale
-                for k in [k for k in self._cand_results if k[:2] <= key[:2] and k != key]:
-                    del self._cand_results[k]
-                if key in self._cand_results:  # the speculative decode already finished: show it now
-                    self._show_final(ev.index, meta, self._cand_results.pop(key), from_candidate=True)
-                elif key in self._cand_inflight:  # ...is still running: wait for it, no second decode
+                action, result = self.speculative.final((self._recording, ev.index, ev.end_s), meta)
+                if action == "show":  # the speculative decode already finished: show it now
+                    self._show_final(ev.index, meta, result, from_candidate=True)
+                elif action == "wait":  # ...is still running: wait for it, no second decode
                     self._finals_pending += 1
-                    self._cand_awaited[key] = meta
                 else:
                     self._finals_pending += 1
                     self.engine.submit(S_FINAL, ASR, ev.audio, TranscriptionOptions(internals=True),
@@ -437,30 +377,16 @@ class SpeechTab(QWidget):
             self._show_final(outcome.item_id, outcome.meta or {}, r)
         elif stream == S_CANDIDATE and isinstance(r, TranscriptionResult):
             key = (outcome.meta or {}).get("key")
-            if key in self._cand_inflight:
-                self._cand_inflight.remove(key)
-            if key in self._cand_awaited:  # its final came while it ran
+            waiting = self.speculative.result(key, r, self._recording, self.session.utterance_count)
+            if waiting is not None:  # its final came while it ran
                 if key[0] == self._recording:
                     self._finals_pending = max(0, self._finals_pending - 1)
-                self._show_final(outcome.item_id, self._cand_awaited.pop(key), r, from_candidate=True)
-            elif key is not None and key[0] == self._recording and key[1] >= self.session.utterance_count:
-                self._cand_results[key] = r  # the pause may still be confirmed
-            # else: the utterance went on (or is over with another end): a stale guess, ignored
+                self._show_final(outcome.item_id, waiting, r, from_candidate=True)
         elif stream == S_CLASSIFY and isinstance(r, AudioClassificationResult):
             if self.is_recording():
                 self.bars.set_results(r.labels, [float(s) for s in r.scores])
         elif stream == S_FILE and isinstance(r, TranscriptionResult):
-            if outcome.item_id != self._file_id:
-                return
-            self.file_result = r
-            self._file_running = False
-            self.file_bar.end()
-            self.transcript_view.show_file_result(r, self.file_path.name if self.file_path else "")
-            self.ctc.set_internals(r.internals)
-            self.file_bar.set_exportable(True)
-            ms = r.timings.total_ms if r.timings else 0.0
-            self._say(f"{self.file_path.name if self.file_path else 'File'}: {r.duration_s:.1f} s of audio, "
-                      f"{len(r.words)} words, transcribed in {ms / 1000:.1f} s.")
+            self.file.on_result(outcome.item_id, r)
 
     def _show_final(self, index: int, meta: dict, r: TranscriptionResult, from_candidate: bool = False) -> None:
         """Utterance ``index`` is final with text ``r``: a row, the transcript, the CTC strip."""
@@ -496,24 +422,17 @@ class SpeechTab(QWidget):
             self._render_transcript()
 
     def _on_progress(self, stream: str, fraction: float, partial) -> None:
-        if stream != S_FILE or not self._file_running:  # not isVisible(): the tab may be hidden
-            return
-        self.file_bar.set_fraction(fraction)
-        if isinstance(partial, TranscriptionResult) and partial.text:
-            self.transcript_view.show_note(partial.text)
+        if stream == S_FILE:  # shown even while the tab is hidden
+            self.file.on_progress(fraction, partial)
 
     def _on_error(self, stream: str, message: str) -> None:
         if stream in STREAMS or stream in (ASR, CLS):
             if stream == S_FILE:
-                self._file_running = False
-                self.file_bar.end()
+                self.file.on_error()
             if stream == S_FINAL:
                 self._finals_pending = max(0, self._finals_pending - 1)
-            if stream == S_CANDIDATE:  # keep_all runs in order: the oldest candidate in flight failed
-                key = self._cand_inflight.pop(0) if self._cand_inflight else None
-                if key in self._cand_awaited:
-                    self._cand_awaited.pop(key)
-                    self._finals_pending = max(0, self._finals_pending - 1)
+            if stream == S_CANDIDATE and self.speculative.failed() is not None:  # a final waited for it
+                self._finals_pending = max(0, self._finals_pending - 1)
             self._say(message, error=True)
 
     def _on_model_loading(self, task: str, ref: str, done, total) -> None:
@@ -540,25 +459,6 @@ class SpeechTab(QWidget):
         if error:
             self.errorMessage.emit(text)
 
-    def _space_is_theirs(self, w: QWidget | None) -> bool:
-        """Space does its own job in ``w`` (press a button, open a combo, type a space)."""
-        if w is None:
-            return False
-        if isinstance(w, QAbstractButton):
-            return w is not self.record_btn
-        if isinstance(w, (QComboBox, QAbstractSpinBox)):
-            return True
-        if isinstance(w, (QLineEdit, QTextEdit, QPlainTextEdit)):
-            return not w.isReadOnly()
-        return False
-
-    def _on_focus_changed(self, _old, new) -> None:
-        self._space.setEnabled(not self._space_is_theirs(new))
-
-    def _on_space(self) -> None:
-        if not self._space_is_theirs(QApplication.focusWidget()):
-            self.record_btn.toggle()
-
     def _on_record_toggled(self, on: bool) -> None:
         if on:
             self.start()
@@ -580,6 +480,10 @@ class SpeechTab(QWidget):
         if self.engine.loaded_model(task) is not None or (task == self.live_task and self.is_recording()):
             self.engine.load(task, ref)
 
+    def _ensure_asr_model(self) -> None:
+        if self.engine.loaded_model(ASR) != self.asr_picker.current_model():
+            self.engine.load(ASR, self.asr_picker.current_model())
+
     def _open_dialog(self) -> None:
         pats = " ".join(f"*{s}" for s in sorted(SUFFIXES))
         path, _ = QFileDialog.getOpenFileName(self, "Open an audio file", self.settings.value(OPEN_DIR_KEY, ""),
@@ -589,13 +493,4 @@ class SpeechTab(QWidget):
             self.open_file(path)
 
     def _export_dialog(self, fmt: str) -> None:
-        if self.file_result is None:
-            return
-        path = ask_export_path(self, fmt, self.file_path)
-        if not path:
-            return
-        try:
-            self._say(f"Saved {self.export(path, fmt)}")
-        except Exception as e:  # noqa: BLE001
-            log.exception("export")
-            self._say(f"Could not export: {e}", error=True)
+        self.file.export_dialog(self, fmt)
