@@ -1,31 +1,56 @@
-"""`python main.py bench TASK`: our engine vs transformers on the same checkpoint, in one run."""
+"""`python main.py bench NAME`: our engine vs transformers on the same checkpoint, in one run.
+
+Each task declares its benchmark (``Task.bench``: a module here with ``add_arguments(parser)`` and
+``run(args)``, or ``module:name`` for ``run_<name>``); the benchmarks that belong to no single task
+are listed below."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
+
+#: benchmarks that are not one task's: name -> (module[:name], help)
+EXTRA = {
+    "ui": ("benchmarks.ui", "UI event-loop stalls while DETR runs live in the real window"),
+    "mixed": ("benchmarks.mixed", "live DETR while a long audio file transcribes on the same engine"),
+    "resize": ("benchmarks.resize", "our Pillow-exact resize vs Pillow and OpenCV"),
+}
+#: older names still accepted
+ALIASES = {"detection": "object-detection"}
+
+
+def _entry(target: str):
+    module_name, _, name = target.partition(":")
+    module = importlib.import_module(module_name)
+    return module, getattr(module, f"run_{name}" if name else "run")
+
+
+def benches() -> dict[str, tuple[str, str]]:
+    from engine.tasks import all_tasks
+    out = {cls.name: (cls.bench, f"{cls.title.lower()} ({cls.command_help.split('(')[-1].rstrip(')')})")
+           for cls in all_tasks().values() if cls.bench}
+    out.update(EXTRA)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python main.py bench", description=(
         "Time our engine against transformers on the same checkpoint and input, in one run, and print the "
-        "ratio. Without --model, the default model is used if it is downloaded; otherwise a random-weight "
-        "checkpoint of the same size is built locally (needs transformers: pip install -e '.[dev]')."))
-    sub = p.add_subparsers(dest="task", metavar="TASK", required=True)
-    from . import detection, speech, ui
-    d = sub.add_parser("detection", help="object detection (DETR)")
-    detection.add_arguments(d)
-    d.set_defaults(func=detection.run)
-    r = sub.add_parser("speech-recognition", help="speech recognition (Wav2Vec2 CTC)")
-    speech.add_arguments(r)
-    r.set_defaults(func=speech.run_recognition)
-    c = sub.add_parser("audio-classification", help="audio classification (Wav2Vec2)")
-    speech.add_arguments(c)
-    c.set_defaults(func=speech.run_classification)
-    u = sub.add_parser("ui", help="UI event-loop stalls while DETR runs live in the real window")
-    ui.add_arguments(u)
-    u.set_defaults(func=ui.run)
+        "ratio and each one's distance from this machine's floor (FLOPs / measured GEMM rate). Without "
+        "--model, the default model is used if it is downloaded; otherwise a random-weight checkpoint of the "
+        "same size is built locally (needs transformers: pip install -e '.[dev]')."))
+    sub = p.add_subparsers(dest="bench", metavar="NAME", required=True)
+    for name, (target, help_text) in benches().items():
+        module_name = target.partition(":")[0]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # a benchmark whose module is missing is simply not offered
+            continue
+        b = sub.add_parser(name, help=help_text, aliases=[a for a, n in ALIASES.items() if n == name])
+        module.add_arguments(b)
+        b.set_defaults(target=target)
     return p
 
 
@@ -36,7 +61,8 @@ def main(argv: list[str], offline: bool = False) -> int:
     args = build_parser().parse_args(argv)
     from engine.errors import EngineError
     try:
-        return args.func(args)
+        _, run = _entry(args.target)
+        return run(args)
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -210,9 +210,9 @@ def _run(args, task_name: str) -> int:
     return 0
 
 
-def run_recognition(args) -> int:
+def run_recognition(args) -> int:  # bench speech-recognition
     return _run(args, "speech-recognition")
 
 
-def run_classification(args) -> int:
+def run_classification(args) -> int:  # bench audio-classification
     return _run(args, "audio-classification")

@@ -11,17 +11,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .cancel import CancelToken
-from .catalog import CATALOG, ModelEntry, default_model, models_for
+from .catalog import ModelEntry, catalog, default_model, models_for
 from .errors import Cancelled, CheckpointError, EngineError, InputError, ModelNotAvailable
-from .results import *  # noqa: F401,F403 - the result and option dataclasses are public API
-from .tasks import REGISTRY as _REGISTRY
+from .tasks import all_tasks, task_class, task_names, tasks_for_domain
+from .types import Timings
+from .types.audio import *  # noqa: F401,F403 - the option and result dataclasses are public API
+from .types.vision import *  # noqa: F401,F403
 
 if TYPE_CHECKING:
     from .device import DeviceInfo
     from .hub import DownloadProgress
     from .tasks.base import Task
 
-TASKS = tuple(_REGISTRY)
 
 
 def load_task(name: str, model: str | None = None, device: str | None = None, precision: str = "exact", *,
@@ -29,7 +30,6 @@ def load_task(name: str, model: str | None = None, device: str | None = None, pr
               offline: bool | None = None) -> Task:
     """Resolve ``model`` (repo id or folder; default from the catalog), load it and return the task."""
     from . import device as _device, hub
-    from .tasks import task_class
 
     cls = task_class(name)
     ref = model or default_model(name)

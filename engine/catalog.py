@@ -1,4 +1,5 @@
-"""Which checkpoints each task offers: the default first, then alternatives."""
+"""Which checkpoints each task offers: the default first, then alternatives. Each task module
+declares its own entries (``Task.models``); this module only reads them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,24 +13,16 @@ class ModelEntry:
     note: str = ""
 
 
-CATALOG: dict[str, tuple[ModelEntry, ...]] = {
-    "object-detection": (
-        ModelEntry("facebook/detr-resnet-50", 167, "apache-2.0", "DETR, ResNet-50 backbone, COCO 91 ids"),
-        ModelEntry("facebook/detr-resnet-101", 243, "apache-2.0", "DETR, ResNet-101 backbone, more accurate"),
-    ),
-    "speech-recognition": (
-        ModelEntry("facebook/wav2vec2-base-960h", 378, "apache-2.0", "English, LibriSpeech 960 h"),
-        ModelEntry("facebook/wav2vec2-large-960h-lv60-self", 1262, "apache-2.0", "English, large, more accurate"),
-    ),
-    "audio-classification": (
-        ModelEntry("superb/wav2vec2-base-superb-ks", 378, "apache-2.0", "keyword spotting (Speech Commands)"),
-        ModelEntry("superb/wav2vec2-base-superb-er", 378, "apache-2.0", "emotion recognition (IEMOCAP)"),
-    ),
-}
+def catalog() -> dict[str, tuple[ModelEntry, ...]]:
+    """Task name -> its checkpoints, default first, for every registered task."""
+    from .tasks import all_tasks
+    return {name: cls.models for name, cls in all_tasks().items()}
 
 
 def models_for(task: str) -> tuple[ModelEntry, ...]:
-    return CATALOG.get(task, ())
+    from .tasks import all_tasks
+    cls = all_tasks().get(task)
+    return cls.models if cls is not None else ()
 
 
 def default_model(task: str) -> str:

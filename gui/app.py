@@ -365,8 +365,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def display_problem() -> str | None:
+    """Why no window can open here (Linux without X11/Wayland and no headless Qt platform), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    if os.environ.get("QT_QPA_PLATFORM") or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return ("Taskscope needs a display to open its window, and none was found (DISPLAY and WAYLAND_DISPLAY "
+            "are not set). Run a command instead — python main.py --help lists them — or start the app "
+            "from a desktop session.")
+
+
 def run_app(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    problem = display_problem()
+    if problem:
+        print(f"taskscope: {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.model_dir:
         os.environ["HF_HOME"] = str(Path(args.model_dir).expanduser())

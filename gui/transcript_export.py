@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QFileDialog, QWidget
 
 def write_transcript(result, path, fmt: str | None = None) -> Path:
     """Write the TranscriptionResult ``result`` as txt / srt / vtt / json (from the suffix by default)."""
-    from engine import export as ex
+    from engine.io import export as ex
 
     path = Path(path)
     fmt = (fmt or path.suffix.lstrip(".") or "txt").lower()

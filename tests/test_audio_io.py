@@ -103,6 +103,6 @@ def test_resample_prepare_and_checks():
 
 
 def test_audio_module_imports_no_torch():
-    code = "import engine.audio, engine.export, engine.ctc, sys; print('torch' in sys.modules)"
+    code = "import engine.audio, engine.io.export, engine.ctc, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

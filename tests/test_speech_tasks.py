@@ -9,7 +9,8 @@ import pytest
 
 from engine import (AudioClassificationOptions, CancelToken, Cancelled, InputError, TranscriptionOptions,
                     TranscriptionResult, load_task)
-from engine import ctc, export
+from engine import ctc
+from engine.io import export
 from engine.audio import load_audio
 from engine.results import Span
 from engine.tasks.speech_recognition import chunk_plan

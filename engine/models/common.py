@@ -41,23 +41,6 @@ def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], what: str)
         raise CheckpointError(f"The weights do not fit {what}: " + "; ".join(parts) + ".")
 
 
-def fold_batchnorm(conv_weight: torch.Tensor, conv_bias: torch.Tensor | None, bn_weight: torch.Tensor,
-                   bn_bias: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor,
-                   eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fold a frozen BatchNorm that follows a convolution into the convolution's weight and bias."""
-    scale = bn_weight / torch.sqrt(running_var + eps)  # (C_out,)
-    weight = conv_weight * scale.reshape(-1, *([1] * (conv_weight.dim() - 1)))
-    bias = conv_bias if conv_bias is not None else torch.zeros_like(running_mean)
-    bias = (bias - running_mean) * scale + bn_bias
-    return weight, bias
-
-
-def fold_weight_norm(weight_g: torch.Tensor, weight_v: torch.Tensor, dim: int) -> torch.Tensor:
-    """The plain weight of a weight-normalised layer: g * v / ||v|| (norm over all dims but ``dim``)."""
-    dims = [d for d in range(weight_v.dim()) if d != dim]
-    return weight_g * weight_v / weight_v.norm(dim=dims, keepdim=True)
-
-
 def require(config: Mapping, keys: Iterable[str], what: str) -> None:
     missing = [k for k in keys if k not in config]
     if missing:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError
-from .common import fold_batchnorm
+from .optimize import fold_batchnorm
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError
-from .common import MultiHeadAttention, drop_legacy_buffers, fold_weight_norm, load_strict, require
+from .common import MultiHeadAttention, drop_legacy_buffers, load_strict, require
+from .optimize import fold_weight_norm
 
 log = logging.getLogger(__name__)
 

@@ -1,21 +1,49 @@
-"""One task per file. The registry maps a task name to ``module:Class`` so that importing
-the engine does not import every model."""
+"""One task per file; this list is the registry: one line per task module. Each module defines
+one :class:`engine.tasks.base.Task` subclass that declares its name, types, checkpoints, CLI
+command and benchmark. Task modules are cheap to import (torch loads lazily), so reading the
+declarations costs nothing."""
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 
-REGISTRY: dict[str, str] = {
-    "object-detection": "engine.tasks.object_detection:ObjectDetection",
-    "speech-recognition": "engine.tasks.speech_recognition:SpeechRecognition",
-    "audio-classification": "engine.tasks.audio_classification:AudioClassification",
-}
+TASK_MODULES: tuple[str, ...] = (
+    "engine.tasks.object_detection",
+    "engine.tasks.image_classification",
+    "engine.tasks.speech_recognition",
+    "engine.tasks.audio_classification",
+)
+
+
+@functools.cache
+def all_tasks() -> dict:
+    """Task name -> Task subclass, in registry order."""
+    from .base import Task
+    found = {}
+    for module_name in TASK_MODULES:
+        module = importlib.import_module(module_name)
+        classes = [c for _, c in inspect.getmembers(module, inspect.isclass)
+                   if issubclass(c, Task) and c.__module__ == module_name and c.name]
+        if len(classes) != 1:
+            raise RuntimeError(f"{module_name} must define exactly one Task subclass with a name, found {classes}")
+        found[classes[0].name] = classes[0]
+    return found
+
+
+def task_names() -> tuple[str, ...]:
+    return tuple(all_tasks())
 
 
 def task_class(name: str):
     from ..errors import EngineError
+    tasks = all_tasks()
     try:
-        target = REGISTRY[name]
+        return tasks[name]
     except KeyError:
-        raise EngineError(f"Unknown task {name!r}; known tasks: {', '.join(sorted(REGISTRY))}.") from None
-    module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)
+        raise EngineError(f"Unknown task {name!r}; known tasks: {', '.join(sorted(tasks))}.") from None
+
+
+def tasks_for_domain(domain: str) -> list:
+    """The task classes of one tab ("vision", "audio", "text"), in registry order."""
+    return [cls for cls in all_tasks().values() if cls.domain == domain]

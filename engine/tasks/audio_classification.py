@@ -6,25 +6,74 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..audio import FeatureSettings, as_samples
 from ..cancel import CancelToken, check
-from ..device import Placement
-from ..errors import InputError
-from ..models import wav2vec2
-from ..results import AudioClassificationOptions, AudioClassificationResult
+from ..catalog import ModelEntry
+from ..errors import EngineError, InputError
+from ..lazy import lazy
+from ..types.audio import AudioClassificationOptions, AudioClassificationResult
 from .base import Progress, StageClock, Task, expect_architecture
+
+if TYPE_CHECKING:
+    from ..device import Placement
+
+torch = lazy("torch")
+wav2vec2 = lazy("engine.models.wav2vec2")
 
 MAX_SECONDS = 600.0  # one forward pass over the whole clip: keep attention memory bounded
 
 
 class AudioClassification(Task):
     name = "audio-classification"
+    title = "Audio classification"
+    domain = "audio"
+    summary = "Classify an audio clip (keywords, emotions, … depending on the model) with Wav2Vec2."
     options_type = AudioClassificationOptions
+    result_type = AudioClassificationResult
+    models = (
+        ModelEntry("superb/wav2vec2-base-superb-ks", 378, "apache-2.0", "keyword spotting (Speech Commands)"),
+        ModelEntry("superb/wav2vec2-base-superb-er", 378, "apache-2.0", "emotion recognition (IEMOCAP)"),
+    )
+    command = "classify-audio"
+    command_help = "classify an audio clip (Wav2Vec2)"
+    bench = "benchmarks.speech:classification"
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        from ..cliargs import input_file, positive_int
+        parser.add_argument("file", type=input_file, nargs="+", metavar="FILE")
+        parser.add_argument("--top-k", type=positive_int, default=5, help="how many labels (default 5)")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+
+    @classmethod
+    def cli_inputs(cls, args) -> list[tuple[str, Any]]:
+        from ..audio import load_audio
+        pairs: list[tuple[str, Any]] = []
+        for path in args.file:
+            try:
+                pairs.append((str(path), load_audio(path)[0]))
+            except EngineError as exc:
+                pairs.append((str(path), exc))
+        return pairs
+
+    @classmethod
+    def cli_options(cls, args) -> AudioClassificationOptions:
+        return AudioClassificationOptions(top_k=args.top_k)
+
+    @classmethod
+    def cli_print(cls, name: str, result: AudioClassificationResult, args) -> str:
+        lines = [f"{name} ({result.duration_s:.1f} s):"] if len(args.file) > 1 else []
+        lines += [f"  {label:<24} {score:.3f}" for label, score in zip(result.labels, result.scores)]
+        return "\n".join(lines)
+
+    @classmethod
+    def cli_json(cls, name: str, result: AudioClassificationResult, task) -> dict:
+        return {"file": name, "model": task.model_ref, "duration_s": round(result.duration_s, 3),
+                "labels": result.to_json()}
 
     def __init__(self, model_ref: str, folder: Path, placement: Placement,
                  model: wav2vec2.Wav2Vec2ForSequenceClassification, features: FeatureSettings) -> None:

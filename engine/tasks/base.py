@@ -5,10 +5,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..cancel import CancelToken
-from ..device import Placement
+from ..catalog import ModelEntry
+
+if TYPE_CHECKING:
+    import argparse
+
+    from ..device import Placement
 
 #: ``progress(fraction_done, partial_result_or_None)``; called from the worker thread
 Progress = Callable[[float, Any], None]
@@ -32,7 +37,7 @@ class StageClock:
             self.ms[name] += (time.perf_counter() - t0) * 1000.0
 
     def timings(self):
-        from ..results import Timings
+        from ..types import Timings
         return Timings(self.ms["preprocess"], self.ms["model"], self.ms["postprocess"])
 
 
@@ -56,7 +61,17 @@ def expect_architecture(folder: Path, model_ref: str, task: str, model_types: tu
 
 
 class Task:
-    """Base class. Subclasses set ``name`` and ``options_type`` and implement ``load`` and ``run``.
+    """Base class. A task module declares everything about its task on its Task subclass:
+
+    * ``name`` (the registry key), ``title``, ``domain`` (the tab: "vision", "audio" or "text"),
+      ``options_type`` and ``result_type`` (frozen dataclasses from engine/types/<domain>.py);
+    * ``models``: its catalog entries, the default checkpoint first;
+    * ``command``/``command_help`` and the ``add_arguments``/``cli_inputs``/``cli_options``/
+      ``cli_results``/``cli_print`` hooks: its headless subcommand (engine/cli.py runs them);
+    * ``bench``: the benchmarks/ module timing it against transformers.
+
+    Subclasses implement ``load`` and ``run``. The module must stay cheap to import (torch and
+    the model files through engine.lazy), since the app's UI thread reads these declarations.
 
     ``task(inputs, options)`` runs once and returns the result. ``task.stream(...)`` yields
     partial results (tokens, transcript so far) and then the final one; tasks that have no
@@ -64,7 +79,50 @@ class Task:
     """
 
     name: ClassVar[str] = ""
+    title: ClassVar[str] = ""  # "Object detection"
+    domain: ClassVar[str] = ""  # "vision" | "audio" | "text"
+    summary: ClassVar[str] = ""  # one line: what it does, with which models (About box, --help)
     options_type: ClassVar[type] = object
+    result_type: ClassVar[type] = object
+    models: ClassVar[tuple[ModelEntry, ...]] = ()  # default first
+    command: ClassVar[str | None] = None  # CLI subcommand, e.g. "detect"
+    command_help: ClassVar[str] = ""
+    bench: ClassVar[str | None] = None  # module under benchmarks/ with add_arguments(parser) and run(args)
+
+    # ------------------------------------------------------------------ CLI hooks (engine/cli.py)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """The subcommand's own arguments (inputs and options); --model/--device/--precision/--json are common."""
+
+    @classmethod
+    def cli_inputs(cls, args: argparse.Namespace) -> list[tuple[str, Any]]:
+        """(name, input) pairs read from the arguments BEFORE the model loads, so a bad file is
+        reported at once. An input that cannot be read may be an EngineError in place of the input:
+        it is reported for that name and the others still run."""
+        raise NotImplementedError
+
+    @classmethod
+    def cli_options(cls, args: argparse.Namespace) -> Any:
+        """The options from the arguments, checked before the model loads."""
+        return cls.options_type()
+
+    def cli_results(self, inputs: list[Any], options: Any, args: argparse.Namespace) -> list[Any]:
+        """Run the task over the inputs (one at a time unless the task batches)."""
+        return [self(x, options) for x in inputs]
+
+    @classmethod
+    def cli_print(cls, name: str, result: Any, args: argparse.Namespace) -> str:
+        """Human-readable text for one result."""
+        return f"{name}: {result}"
+
+    @classmethod
+    def cli_json(cls, name: str, result: Any, task: Task) -> dict:
+        """The --json object for one result (engine.io.export.dumps writes it)."""
+        return {"input": name, "model": task.model_ref, "result": result,
+                "timings_ms": getattr(result, "timings", None)}
+
+    # ------------------------------------------------------------------ running
 
     def __init__(self, model_ref: str, folder: Path, placement: Placement) -> None:
         self.model_ref = model_ref
@@ -88,9 +146,12 @@ class Task:
 
     def _options(self, options: Any) -> Any:
         if options is None:
-            return self.options_type()
+            options = self.options_type()
         if not isinstance(options, self.options_type):
             raise TypeError(f"{self.name} takes {self.options_type.__name__}, not {type(options).__name__}")
+        check = getattr(options, "check", None)
+        if check is not None:
+            check()
         return options
 
     def _sync(self) -> Callable[[], None] | None:

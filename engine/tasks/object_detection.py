@@ -17,12 +17,14 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..cancel import CancelToken, check
+from ..catalog import ModelEntry
 from ..device import Placement
 from ..errors import InputError
 from ..hub import load_weights, read_json
@@ -32,6 +34,9 @@ from ..results import DetectionInternals, DetectionOptions, DetectionResult, Tim
 from .base import Progress, StageClock, Task, expect_architecture
 
 log = logging.getLogger(__name__)
+
+#: the largest shortest edge the CLI accepts (the checkpoints use 800; 2000 is ~6x the pixels)
+MAX_SHORTEST_EDGE = 2000
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -87,7 +92,56 @@ def checkpoint_resize(pre: dict) -> tuple[int, int] | None:
 
 class ObjectDetection(Task):
     name = "object-detection"
+    title = "Object detection"
+    domain = "vision"
+    summary = ("Detect objects in images with DETR. Several images run as one batch (padded to a common "
+               "size, with a pixel mask).")
     options_type = DetectionOptions
+    result_type = DetectionResult
+    models = (
+        ModelEntry("facebook/detr-resnet-50", 167, "apache-2.0", "DETR, ResNet-50 backbone, COCO 91 ids"),
+        ModelEntry("facebook/detr-resnet-101", 243, "apache-2.0", "DETR, ResNet-101 backbone, more accurate"),
+    )
+    command = "detect"
+    command_help = "detect objects in images (DETR)"
+    bench = "benchmarks.detection"
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        from ..cliargs import bounded_int, fraction, input_file
+        parser.add_argument("image", type=input_file, nargs="+", metavar="IMAGE")
+        parser.add_argument("--threshold", type=fraction, default=0.7, help="minimum score (default 0.7)")
+        parser.add_argument("--size", type=bounded_int(32, MAX_SHORTEST_EDGE), default=800,
+                            help=f"shortest image edge fed to the model, 32..{MAX_SHORTEST_EDGE} (default 800)")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+
+    @classmethod
+    def cli_inputs(cls, args) -> list[tuple[str, Any]]:
+        from .image_classification import _read_images
+        return _read_images(args.image)
+
+    @classmethod
+    def cli_options(cls, args) -> DetectionOptions:
+        return DetectionOptions(threshold=args.threshold, shortest_edge=args.size,
+                                longest_edge=max(args.size, 1333))
+
+    def cli_results(self, inputs: list[Any], options: DetectionOptions, args) -> list[Any]:
+        # several images: one padded batch, each result timed with an even share of the batch
+        return self.run_batch(inputs, options) if len(inputs) > 1 else [self(inputs[0], options)]
+
+    @classmethod
+    def cli_print(cls, name: str, result: DetectionResult, args) -> str:
+        lines = [f"{len(result)} objects in {name} ({result.image_size[1]}x{result.image_size[0]}), "
+                 f"threshold {result.threshold}, {result.timings.total_ms:.0f} ms"]
+        for d in result.to_json():
+            x0, y0, x1, y1 = d["box"]
+            lines.append(f"  {d['label']:<20} {d['score']:.3f}  box ({x0:.0f}, {y0:.0f}) – ({x1:.0f}, {y1:.0f})")
+        return "\n".join(lines)
+
+    @classmethod
+    def cli_json(cls, name: str, result: DetectionResult, task) -> dict:
+        return {"image": name, "model": task.model_ref, "size": list(result.image_size),
+                "detections": result.to_json(), "timings_ms": result.timings}
 
     def __init__(self, model_ref: str, folder: Path, placement: Placement, model: detr.DetrForObjectDetection,
                  mean: tuple[float, ...], std: tuple[float, ...], channels_last: bool = True) -> None:

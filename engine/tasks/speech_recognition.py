@@ -15,19 +15,26 @@ import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from .. import ctc
 from ..audio import FeatureSettings, as_samples
 from ..cancel import CancelToken, check
-from ..device import Placement
-from ..errors import InputError
-from ..models import wav2vec2
-from ..results import CTCInternals, Span, Timings, TranscriptionOptions, TranscriptionResult
+from ..catalog import ModelEntry
+from ..errors import EngineError, InputError
+from ..lazy import lazy
+from ..types import Timings
+from ..types.audio import CTCInternals, Span, TranscriptionOptions, TranscriptionResult
 from .base import Progress, StageClock, Task, expect_architecture
+
+if TYPE_CHECKING:
+    from ..device import Placement
+
+torch = lazy("torch")
+wav2vec2 = lazy("engine.models.wav2vec2")
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +73,58 @@ def kept_frames(chunk_samples: int, stride_left: int, stride_right: int, align: 
 
 class SpeechRecognition(Task):
     name = "speech-recognition"
+    title = "Speech recognition"
+    domain = "audio"
+    summary = "Transcribe speech in an audio file (wav, flac, ogg, mp3) with Wav2Vec2 and CTC."
     options_type = TranscriptionOptions
+    result_type = TranscriptionResult
+    models = (
+        ModelEntry("facebook/wav2vec2-base-960h", 378, "apache-2.0", "English, LibriSpeech 960 h"),
+        ModelEntry("facebook/wav2vec2-large-960h-lv60-self", 1262, "apache-2.0", "English, large, more accurate"),
+    )
+    command = "transcribe"
+    command_help = "transcribe an audio file (Wav2Vec2)"
+    bench = "benchmarks.speech:recognition"
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        from ..cliargs import input_file, output_file
+        from ..io.export import FORMATS
+        parser.add_argument("file", type=input_file, metavar="FILE")
+        parser.add_argument("--format", choices=FORMATS, default="txt")
+        parser.add_argument("-o", "--output", type=output_file, metavar="FILE",
+                            help="write to this file instead of standard output")
+
+    @classmethod
+    def cli_inputs(cls, args) -> list[tuple[str, Any]]:
+        from ..audio import load_audio
+        return [(str(args.file), load_audio(args.file)[0])]
+
+    def cli_results(self, inputs: list[Any], options: TranscriptionOptions, args) -> list[Any]:
+        def progress(fraction: float, partial) -> None:
+            print(f"\rTranscribing… {int(fraction * 100):3d}%", end="", file=sys.stderr, flush=True)
+        result = self(inputs[0], options, progress=progress)
+        print("\r", end="", file=sys.stderr)
+        return [result]
+
+    @classmethod
+    def cli_print(cls, name: str, result: TranscriptionResult, args) -> str:
+        from ..io.export import export
+        text = export(result, args.format)
+        if not args.output:
+            return text.rstrip("\n")
+        try:
+            args.output.write_text(text, encoding="utf-8")
+        except OSError as exc:  # checked before starting, but the disk may still fill up: keep the work
+            print(f"error: could not write {args.output} ({exc.strerror or exc}); the transcript follows "
+                  f"on standard output instead.", file=sys.stderr)
+            return text.rstrip("\n")
+        print(f"Wrote {args.output}", file=sys.stderr)
+        return ""
+
+    @classmethod
+    def cli_json(cls, name: str, result: TranscriptionResult, task) -> dict:
+        return {"file": name, "model": task.model_ref, **result.to_json()}
 
     def __init__(self, model_ref: str, folder: Path, placement: Placement, model: wav2vec2.Wav2Vec2ForCTC,
                  vocab: ctc.CTCVocab, features: FeatureSettings) -> None:

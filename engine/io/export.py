@@ -1,16 +1,62 @@
-"""A TranscriptionResult as plain text, SubRip (.srt), WebVTT (.vtt) or JSON. No torch.
+"""Every export, torch-free: the one JSON writer for all results (CLI --json, snapshots, exports),
+and a TranscriptionResult as plain text, SubRip (.srt), WebVTT (.vtt) or JSON.
 
 Subtitle cues group consecutive words into lines of at most ``max_chars`` characters and
 ``max_s`` seconds, and start a new cue after a pause longer than ``max_gap_s``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from pathlib import Path
+from typing import Any
 
-from .results import Span, TranscriptionResult
+import numpy as np
+
+from ..types.audio import Span, TranscriptionResult
 
 FORMATS = ("txt", "srt", "vtt", "json")
+
+
+# ------------------------------------------------------------------------------ JSON, for every result
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON values for a result, options or any nesting of them: an object with its own
+    ``to_json()`` gives that; other dataclasses their fields; numpy arrays and scalars lists and
+    numbers; floats that are not finite become None (JSON has no NaN)."""
+    if hasattr(value, "to_json") and not isinstance(value, type):
+        return to_jsonable(value.to_json())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def dumps(value: Any, indent: int | None = 2) -> str:
+    """``value`` as JSON text (UTF-8 characters kept as they are)."""
+    return json.dumps(to_jsonable(value), indent=indent, ensure_ascii=False)
+
+
+def write_json(value: Any, path: str | Path) -> Path:
+    """Write ``value`` as JSON to ``path``; OSError when it cannot be written."""
+    p = Path(path)
+    p.write_text(dumps(value) + "\n", encoding="utf-8")
+    return p
+
+
+# ------------------------------------------------------------------------------ transcripts
 MAX_CHARS = 42
 MAX_SECONDS = 5.0
 MAX_GAP_S = 1.0
@@ -66,10 +112,7 @@ def to_vtt(result: TranscriptionResult, **kw) -> str:
 
 
 def to_json(result: TranscriptionResult) -> str:
-    span = lambda s: {"text": s.text, "start": round(s.start, 3), "end": round(s.end, 3)}  # noqa: E731
-    return json.dumps({"text": result.text, "duration_s": round(result.duration_s, 3),
-                       "words": [span(w) for w in result.words], "chars": [span(c) for c in result.chars]},
-                      ensure_ascii=False, indent=1) + "\n"
+    return dumps(result, indent=1) + "\n"
 
 
 def export(result: TranscriptionResult, fmt: str) -> str:
