@@ -224,7 +224,7 @@ def _threshold_for_random(task, frame) -> float:
     5th and 30th best, so that tiny fp differences cannot flip a detection across it."""
     import numpy as np
 
-    from engine.results import DetectionOptions
+    from engine.types.vision import DetectionOptions
     scores = np.sort(task(frame, DetectionOptions(threshold=0.0)).scores)[::-1]
     lo, hi = 4, min(30, len(scores) - 1)
     if hi <= lo:
@@ -239,7 +239,7 @@ def run(args) -> int:
 
     from engine import hub, load_task
     from engine.errors import EngineError
-    from engine.results import DetectionOptions
+    from engine.types.vision import DetectionOptions
 
     ref = checkpoint(args.model)
     folder = hub.resolve(ref)
@@ -340,7 +340,22 @@ def run(args) -> int:
             print(f"end-to-end speed-up (transformers / {key}): {ratio:.2f}x (medians), {ratio_min:.2f}x (best "
                   f"runs); detections above {threshold} vs "
                   f"transformers fp32: {same} (ours {len(results[key])}, transformers {len(ts)})")
+    _print_floors(tasks, frame, options, {k: _median_ms(r["e2e"]) for k, r in rows.items()})
     return 0
+
+
+def _print_floors(tasks: dict, frame, options, medians: dict[str, float]) -> None:
+    """FLOPs of one forward pass over this frame / this machine's GEMM rate, and each run's x floor."""
+    from benchmarks.floor import count_flops, print_floor
+    for precision, task in tasks.items():
+        pixels, mask = task.preprocess_batch([frame], options)
+        flops = count_flops(lambda: task.model(pixels, pixel_mask=mask))
+        dtype_name = str(task.placement.dtype).removeprefix("torch.")
+        shown = {f"ours {precision}": medians[f"ours {precision}"]}
+        if "transformers exact" in medians:
+            shown["transformers fp32"] = medians["transformers exact"]
+        print()
+        print_floor(flops, shown, dtype_name, task.placement.device.type)
 
 
 def _load_transformers(folder: Path, device):

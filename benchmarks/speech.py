@@ -181,11 +181,16 @@ def _run(args, task_name: str) -> int:
             utt = x[: int(2.5 * 16000)]
             task(utt)
             final_ms = _median([task(utt).timings.total_ms for _ in range(max(3, args.repeats))])
-        rows.append((precision, task.placement.describe(), om, tm, o_out == t_out, o_out, t_out, best, final_ms))
+        from benchmarks.floor import count_flops
+        wave = torch.from_numpy(task.features(x))[None].to(device=dev, dtype=dtype)  # (1, N)
+        flops = count_flops(lambda: task.model(wave))
+        rows.append((precision, task.placement.describe(), om, tm, o_out == t_out, o_out, t_out, best, final_ms,
+                     flops, str(dtype).removeprefix("torch."), dev.type))
         model.to(dtype=torch.float32)
 
     dur = len(x) / 16000
-    for precision, where, om, tm, same, o_out, t_out, best, final_ms in rows:
+    from benchmarks.floor import print_floor
+    for precision, where, om, tm, same, o_out, t_out, best, final_ms, flops, dtype_name, dev_type in rows:
         print(f"\n[{precision}] {where}   (median ms)")
         print(f"{'stage':<14}{'ours':>10}{'transformers':>14}")
         for i, stage in enumerate(("preprocess", "model", "postprocess", "end to end")):
@@ -202,6 +207,7 @@ def _run(args, task_name: str) -> int:
             print(f"  ours:         {o_out!r}\n  transformers: {t_out!r}")
         elif task_name == "speech-recognition":
             print(f"  text: {str(o_out)[:90]!r}{'...' if len(str(o_out)) > 90 else ''}")
+        print_floor(flops, {f"ours {precision}": om[3], "transformers (same dtype)": tm[3]}, dtype_name, dev_type)
     if random_weights:
         print("\nNote: random weights (the real checkpoint is not downloaded); timings are representative, "
               "the transcript/labels are not meaningful.")
