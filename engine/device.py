@@ -103,6 +103,8 @@ def resolve(device: str | None = None, precision: str = "exact") -> Placement:
     else:
         if name == "cuda":
             name = "cuda:0"
+        elif name in ("cpu:0", "cpu0"):  # torch's own spelling of the one CPU device
+            name = "cpu"
         matches = [d for d in devices if d.name == name]
         if not matches:
             have = ", ".join(d.name for d in devices)

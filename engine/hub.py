@@ -8,9 +8,11 @@ unpickled and no code from a checkpoint is ever run.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,8 +89,10 @@ def resolve(ref: str, *, progress: DownloadProgress | None = None, cancel: Cance
         if not (path / "config.json").is_file():
             raise CheckpointError(f"{path} has no config.json; it is not a checkpoint folder.")
         return path
-    if path.exists() or ref.startswith((".", "/", "~")) or ref.count("/") > 1:
-        raise ModelNotAvailable(f"{ref} is not a checkpoint folder or a Hugging Face model id.")
+    if path.exists() or ref.startswith((".", "/", "~")) or ref.count("/") > 1 or not _valid_repo_id(ref):
+        raise ModelNotAvailable(f"{ref!r} is not a checkpoint folder, nor a valid Hugging Face model id "
+                                f"(like 'facebook/detr-resnet-50': letters, digits, '-', '_' and '.', "
+                                f"with at most one '/').")
     cached = _cached_snapshot(ref)
     if cached is not None:
         return cached
@@ -97,23 +101,56 @@ def resolve(ref: str, *, progress: DownloadProgress | None = None, cancel: Cance
     return _download(ref, progress, cancel)
 
 
+def _valid_repo_id(ref: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    try:
+        validate_repo_id(ref)
+    except HFValidationError:
+        return False
+    return True
+
+
+#: huggingface_hub reads HF_HUB_OFFLINE into a module constant at import; a download flips it for
+#: its own duration only (under this lock), so the rest of the process keeps what the user set
+_ONLINE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _online():
+    from huggingface_hub import constants
+    with _ONLINE_LOCK:
+        before = constants.HF_HUB_OFFLINE
+        constants.HF_HUB_OFFLINE = False
+        try:
+            yield
+        finally:
+            constants.HF_HUB_OFFLINE = before
+
+
 def is_cached(ref: str) -> bool:
     """True when ``ref`` can be loaded without a download."""
     return Path(os.path.expanduser(ref)).is_dir() or _cached_snapshot(ref) is not None
 
 
 def _download(repo_id: str, progress: DownloadProgress | None, cancel: CancelToken | None) -> Path:
-    from huggingface_hub import HfApi, constants, hf_hub_download
-    from tqdm.auto import tqdm
+    # the user may have gone online since huggingface_hub was imported (the app's Offline toggle);
+    # we only get here when Taskscope itself is online
+    with _online():
+        return _download_online(repo_id, progress, cancel)
 
-    # huggingface_hub reads HF_HUB_OFFLINE once, at import; the user may have gone online since
-    # (the app's Offline toggle). We only get here when Taskscope itself is online.
-    constants.HF_HUB_OFFLINE = False
+
+def _download_online(repo_id: str, progress: DownloadProgress | None, cancel: CancelToken | None) -> Path:
+    from huggingface_hub import HfApi, constants, hf_hub_download
+    from huggingface_hub.utils import RepositoryNotFoundError
+    from tqdm.auto import tqdm
 
     try:
         # Without a timeout a server that accepts the connection but never answers would hang us for good.
         info = HfApi().model_info(repo_id, files_metadata=True, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT)
-    except Exception as exc:  # noqa: BLE001 - network, auth, unknown repo
+    except RepositoryNotFoundError as exc:
+        raise ModelNotAvailable(f"There is no model '{repo_id}' on the Hugging Face Hub (or it is private). Check "
+                                f"the spelling, e.g. 'facebook/detr-resnet-50'.") from exc
+    except Exception as exc:  # noqa: BLE001 - network, auth
         raise ModelNotAvailable(f"Could not reach model '{repo_id}' on the Hugging Face Hub ({type(exc).__name__}: "
                                 f"{str(exc).splitlines()[0] if str(exc) else ''}). " + _how_to_get(repo_id)) from exc
     sizes = {s.rfilename: (s.size or 0) for s in info.siblings or []}
@@ -220,5 +257,8 @@ def load_weights(folder: Path) -> dict[str, torch.Tensor]:
         except CheckpointError:
             raise
         except Exception as exc:  # noqa: BLE001 - corrupt or hostile file
-            raise CheckpointError(f"Could not read weights from {f.name}: {exc}") from exc
+            # torch's own message suggests weights_only=False, i.e. running pickled code: never say that
+            raise CheckpointError(f"Could not read the weights in {f}: the file is corrupt, truncated, or not "
+                                  f"a plain tensor file ({type(exc).__name__}). Download the model again "
+                                  f"or pick another checkpoint.") from exc
     return state

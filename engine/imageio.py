@@ -43,6 +43,14 @@ def _image_size_from_header(data: np.ndarray) -> tuple[int, int] | None:
     return None
 
 
+def looks_like_video(data: np.ndarray) -> bool:
+    """True when the bytes start like a video container (MP4/MOV, AVI, Matroska/WebM, MPEG, ASF)."""
+    b = data[:16].tobytes()
+    return (b[4:8] == b"ftyp" or (b[:4] == b"RIFF" and b[8:12] == b"AVI ") or b[:4] == b"\x1a\x45\xdf\xa3"
+            or b[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3")
+            or b[:16] == bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c"))
+
+
 def to_rgb(image: np.ndarray) -> np.ndarray:
     """Grayscale (H, W) or (H, W, 1), RGB (H, W, 3) or RGBA (H, W, 4) uint8 -> (H, W, 3) uint8 RGB.
 
@@ -95,6 +103,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except cv2.error as exc:
         raise InputError(f"{p.name} could not be decoded as an image: {str(exc).strip().splitlines()[-1]}") from exc
     if decoded is None or decoded.size == 0:
+        if looks_like_video(data):
+            raise InputError(f"{p.name} is a video, not an image. Taskscope plays videos in the app (open or drop "
+                             f"it on the Vision tab, or run `python main.py {p.name}`); this command takes images.")
         raise InputError(f"{p.name} is not an image Taskscope can read, or it is corrupt.")
     if decoded.shape[0] * decoded.shape[1] > MAX_PIXELS:
         raise InputError(f"Image {p.name} is too large ({decoded.shape[1]}x{decoded.shape[0]}; the limit is "

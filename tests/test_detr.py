@@ -13,7 +13,7 @@ from engine.models.resnet import TIMM_DEPTHS, ResNetConfig, hf_to_timm
 
 
 def _ours(folder):
-    return detr.from_checkpoint(read_json(folder, "config.json"), load_weights(folder))
+    return detr.build(read_json(folder, "config.json"), load_weights(folder))
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_strict_loading_names_missing_and_unexpected_keys(detr_timm_checkpoint):
     state.pop("model.decoder.layers.1.fc2.weight")
     state["model.decoder.layers.1.extra.weight"] = torch.zeros(2)
     with pytest.raises(CheckpointError) as err:
-        detr.from_checkpoint(read_json(detr_timm_checkpoint, "config.json"), state)
+        detr.build(read_json(detr_timm_checkpoint, "config.json"), state)
     msg = str(err.value)
     assert "missing keys: decoder.layers.1.fc2.weight" in msg
     assert "unexpected keys: decoder.layers.1.extra.weight" in msg
@@ -99,14 +99,14 @@ def test_wrong_depth_for_the_backbone_name_is_reported(detr_timm_checkpoint):
     cfg = read_json(detr_timm_checkpoint, "config.json")
     cfg["backbone"] = "resnet101"  # 23 blocks in layer3, the weights have 6
     with pytest.raises(CheckpointError, match=r"missing keys: backbone\.layer3\.6\."):
-        detr.from_checkpoint(cfg, load_weights(detr_timm_checkpoint))
+        detr.build(cfg, load_weights(detr_timm_checkpoint))
 
 
 def test_size_mismatch_is_a_checkpoint_error(detr_timm_checkpoint):
     cfg = read_json(detr_timm_checkpoint, "config.json")
     cfg["d_model"] = 64
     with pytest.raises(CheckpointError, match="size mismatch"):
-        detr.from_checkpoint(cfg, load_weights(detr_timm_checkpoint))
+        detr.build(cfg, load_weights(detr_timm_checkpoint))
 
 
 # The real hub configs (abridged to the keys that matter, plus a few that must be ignored).

@@ -392,10 +392,11 @@ def optimize_for_inference(model: nn.Module, device: torch.device, dtype: torch.
     return model
 
 
-def load(folder, placement, head: str) -> nn.Module:
+def from_checkpoint(folder, placement, head: str) -> nn.Module:
     """Config + weights of a checkpoint folder -> model with ``head`` on ``placement`` (device, dtype)."""
     from ..hub import load_weights, read_json
+    from .optimize import place
 
     config = Wav2Vec2Config.from_hf(read_json(folder, "config.json"))
-    model = build(config, load_weights(folder), head).to(device=placement.device, dtype=placement.dtype)
+    model = place(build(config, load_weights(folder), head), placement)
     return optimize_for_inference(model, placement.device, placement.dtype)

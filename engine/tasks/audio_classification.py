@@ -87,7 +87,7 @@ class AudioClassification(Task):
     @classmethod
     def load(cls, model_ref: str, folder: Path, placement: Placement) -> AudioClassification:
         expect_architecture(folder, model_ref, cls.name, ("wav2vec2",), ("ForSequenceClassification",))
-        model = wav2vec2.load(folder, placement, "classification")
+        model = wav2vec2.from_checkpoint(folder, placement, "classification")
         return cls(model_ref, folder, placement, model, FeatureSettings.from_folder(folder))
 
     def scores(self, samples: np.ndarray) -> np.ndarray:

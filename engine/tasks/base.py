@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 #: ``progress(fraction_done, partial_result_or_None)``; called from the worker thread
 Progress = Callable[[float, Any], None]
 
+_NOTHING = object()  # Task.steps: stream() has yielded nothing yet
+
 
 class StageClock:
     """Measures the preprocess / model / postprocess stages of one call, in ms."""
@@ -49,7 +51,11 @@ def expect_architecture(folder: Path, model_ref: str, task: str, model_types: tu
     from ..hub import read_json
 
     config = read_json(folder, "config.json")
-    kind = config.get("model_type", "unknown")
+    kind = config.get("model_type")
+    if not isinstance(kind, str) or not kind:
+        raise CheckpointError(f"The config.json of {model_ref} names no model_type, so it is not a checkpoint "
+                              f"Taskscope can load; the {task} task runs "
+                              f"{' or '.join(repr(t) for t in model_types)} checkpoints.")
     if kind not in model_types:
         raise CheckpointError(f"{model_ref} is a {kind!r} model; the {task} task runs "
                               f"{' or '.join(repr(t) for t in model_types)} checkpoints.")
@@ -143,6 +149,33 @@ class Task:
 
     def stream(self, inputs: Any, options: Any = None, *, cancel: CancelToken | None = None) -> Iterator[Any]:
         yield self.run(inputs, options, cancel=cancel)
+
+    def steps(self, inputs: Any, options: Any = None, *,
+              cancel: CancelToken | None = None) -> Iterator[tuple[float | None, Any]]:
+        """The work in steps that other work may run between (the app's engine thread runs live
+        items between two steps of a long job). Yields ``(fraction_done, partial_result)`` after
+        every step, then ``(1.0, final_result)`` last; ``fraction_done`` is None when the task
+        cannot tell. Default: one step (``run``) for a task without partial results; otherwise
+        every item ``stream()`` yields is one step (fraction unknown), and the last item is
+        yielded once more as the final result. A task that knows how far it got overrides this."""
+        if type(self).stream is Task.stream:
+            yield 1.0, self.run(inputs, options, cancel=cancel)
+            return
+        last: Any = _NOTHING
+        for last in self.stream(inputs, options, cancel=cancel):
+            yield None, last
+        if last is _NOTHING:
+            raise RuntimeError(f"{self.name}: stream() yielded no result")
+        yield 1.0, last
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the loaded model's parameters and buffers (0 for a task without a
+        ``model``): what a cache of loaded tasks counts against its memory limit."""
+        model = getattr(self, "model", None)
+        if model is None or not hasattr(model, "parameters"):
+            return 0
+        tensors = list(model.parameters()) + list(model.buffers())
+        return int(sum(t.numel() * t.element_size() for t in tensors))
 
     def _options(self, options: Any) -> Any:
         if options is None:

@@ -1,7 +1,8 @@
 """Object detection with DETR: RGB frame -> boxes, labels, scores (and what the queries looked at).
 
-    preprocess   resize (shortest edge, capped longest edge, as DetrImageProcessor computes it)
-                 with OpenCV / torch instead of PIL; ImageNet mean/std
+    preprocess   engine.processors.image, as DetrImageProcessor: resize (shortest edge, capped
+                 longest edge) with Pillow's exact bilinear arithmetic, ImageNet mean/std, and for
+                 batches bottom-right zero padding with a pixel mask
     model        engine.models.detr: backbone -> encoder -> decoder with object queries -> heads
     postprocess  softmax, drop "no object", keep score > threshold, boxes to pixels of the
                  ORIGINAL image (as post_process_object_detection), best first
@@ -14,80 +15,51 @@ multiplies them by each image's original size; we do the same (checked against i
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..cancel import CancelToken, check
 from ..catalog import ModelEntry
-from ..device import Placement
 from ..errors import InputError
-from ..hub import load_weights, read_json
+from ..hub import read_json
 from ..imageio import to_rgb
-from ..models import detr
-from ..results import DetectionInternals, DetectionOptions, DetectionResult, Timings
+from ..lazy import lazy
+from ..types.vision import DetectionInternals, DetectionOptions, DetectionResult
 from .base import Progress, StageClock, Task, expect_architecture
+
+if TYPE_CHECKING:
+    from ..device import Placement
+
+torch = lazy("torch")
+detr = lazy("engine.models.detr")
+image_processing = lazy("engine.processors.image")
 
 log = logging.getLogger(__name__)
 
 #: the largest shortest edge the CLI accepts (the checkpoints use 800; 2000 is ~6x the pixels)
 MAX_SHORTEST_EDGE = 2000
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
 def resize_output_size(height: int, width: int, shortest_edge: int, longest_edge: int | None) -> tuple[int, int]:
     """(new_h, new_w): the short side becomes ``shortest_edge`` unless the long side would then
-    exceed ``longest_edge``; rounding exactly as transformers' DetrImageProcessor does."""
-    size = shortest_edge
-    raw = None
-    if longest_edge is not None:
-        lo, hi = float(min(height, width)), float(max(height, width))
-        if hi / lo * size > longest_edge:
-            raw = longest_edge * lo / hi
-            size = int(round(raw))
-    if (height <= width and height == size) or (width <= height and width == size):
-        return height, width
-    if width < height:
-        return (int(raw * height / width) if raw is not None else int(size * height / width)), size
-    return size, (int(raw * width / height) if raw is not None else int(size * width / height))
-
-
-def resize_rgb(image: np.ndarray, out_h: int, out_w: int) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, out_h, out_w) uint8, bilinear like PIL's.
-
-    Upscaling: OpenCV's bilinear (PIL's filter without antialiasing, so within one grey level).
-    Downscaling: torch's antialiased bilinear, which reproduces PIL's widened filter (OpenCV's
-    INTER_LINEAR would alias, INTER_AREA is a different filter).
-    """
-    h, w = image.shape[:2]
-    if (out_h, out_w) == (h, w):
-        resized = image
-    elif out_h >= h and out_w >= w:
-        import cv2
-        resized = cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
-    else:
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]  # (1, 3, H, W) channels-last view
-        return F.interpolate(x, size=(out_h, out_w), mode="bilinear", antialias=True, align_corners=False)
-    return torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1)[None]  # (1, 3, h, w), NHWC memory
+    exceed ``longest_edge``; rounding exactly as transformers' DetrImageProcessor does (the rule
+    lives in :func:`engine.processors.image.shortest_longest_size`)."""
+    return image_processing.shortest_longest_size(height, width, shortest_edge, longest_edge)
 
 
 def checkpoint_resize(pre: dict) -> tuple[int, int] | None:
     """(shortest_edge, longest_edge) from preprocessor_config.json, in either of its layouts: the
     hub's DETR repos have the legacy ``"size": 800, "max_size": 1333``; newer files write
     ``"size": {"shortest_edge": 800, "longest_edge": 1333}``. None when it names neither."""
-    size = pre.get("size")
-    if isinstance(size, (int, float)) and not isinstance(size, bool):
-        return int(size), int(pre.get("max_size") or 1333)
-    if isinstance(size, dict) and "shortest_edge" in size:
-        return int(size["shortest_edge"]), int(size.get("longest_edge") or pre.get("max_size") or 1333)
-    return None
+    if not pre or pre.get("size") is None:
+        return None
+    size = image_processing.ImageProcessorConfig.from_hf(pre, default_type="DetrImageProcessor").size or {}
+    if "shortest_edge" not in size:
+        return None
+    return int(size["shortest_edge"]), int(size.get("longest_edge") or pre.get("max_size") or 1333)
 
 
 class ObjectDetection(Task):
@@ -144,35 +116,26 @@ class ObjectDetection(Task):
                 "detections": result.to_json(), "timings_ms": result.timings}
 
     def __init__(self, model_ref: str, folder: Path, placement: Placement, model: detr.DetrForObjectDetection,
-                 mean: tuple[float, ...], std: tuple[float, ...], channels_last: bool = True) -> None:
+                 processor) -> None:
         super().__init__(model_ref, folder, placement)
         self.model = model
+        self.processor = processor
         self.id2label = model.config.id2label
-        self.channels_last = channels_last
+        self.channels_last = placement.device.type in ("cpu", "cuda")  # as detr.from_checkpoint placed it
         self.default_options = DetectionOptions()
-        dev = placement.device
-        # (x / 255 - mean) / std  ==  x * scale + shift, per channel
-        std_t = torch.tensor(std, dtype=torch.float32)
-        self._scale = (1.0 / (255.0 * std_t)).reshape(1, 3, 1, 1).to(dev)
-        self._shift = (-torch.tensor(mean, dtype=torch.float32) / std_t).reshape(1, 3, 1, 1).to(dev)
 
     @classmethod
     def load(cls, model_ref: str, folder: Path, placement: Placement) -> ObjectDetection:
-        config = expect_architecture(folder, model_ref, cls.name, ("detr",), ("ForObjectDetection",))
+        expect_architecture(folder, model_ref, cls.name, ("detr",), ("ForObjectDetection",))
         pre = read_json(folder, "preprocessor_config.json", required=False)
-        mean = tuple(float(v) for v in pre.get("image_mean", IMAGENET_MEAN))
-        std = tuple(float(v) for v in pre.get("image_std", IMAGENET_STD))
-        model = detr.from_checkpoint(config, load_weights(folder))
-        model = model.to(device=placement.device, dtype=placement.dtype).eval()
-        # channels_last measured on this project's 2-core AVX-512 CPU, DETR-R50 at 800x1066, one
-        # frame end to end: best 1275 ms vs 2091 ms contiguous (oneDNN convs prefer NHWC); on CUDA
-        # it is what tensor-core convolutions want.
-        channels_last = placement.device.type in ("cpu", "cuda")
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        # DetrImageProcessor's steps as the file says; batches are always padded (with a mask) and
+        # the resize comes from DetectionOptions (the checkpoint's by default, see below)
+        processing = image_processing.ImageProcessorConfig.from_hf(pre, default_type="DetrImageProcessor")
+        processing = dataclasses.replace(processing, do_resize=True, do_pad=True)
+        model = detr.from_checkpoint(folder, placement)
         log.info("Loaded DETR %s (%d queries, %d labels) on %s", model_ref, model.config.num_queries,
                  model.config.num_labels, placement.describe())
-        task = cls(model_ref, folder, placement, model, mean, std, channels_last)
+        task = cls(model_ref, folder, placement, model, image_processing.ImageProcessor.from_config(processing))
         resize = checkpoint_resize(pre)
         if resize is not None:  # the checkpoint's own resize, used when no options are given
             task.default_options = DetectionOptions(shortest_edge=resize[0], longest_edge=resize[1])
@@ -182,36 +145,19 @@ class ObjectDetection(Task):
 
     def preprocess(self, image: np.ndarray, options: DetectionOptions) -> torch.Tensor:
         """(H, W, 3) uint8 RGB -> (1, 3, h, w) normalised pixels on the device, model dtype."""
-        h, w = image.shape[:2]
-        out_h, out_w = resize_output_size(h, w, options.shortest_edge, options.longest_edge)
-        x = resize_rgb(image, out_h, out_w).to(self.placement.device)  # (1, 3, h, w) uint8
-        x = x.float().mul_(self._scale).add_(self._shift)
-        x = x.to(self.placement.dtype)
-        return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        return self.preprocess_batch([image], options)[0]
 
     def preprocess_batch(self, images: list[np.ndarray],
                          options: DetectionOptions) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(H_i, W_i, 3) uint8 RGB frames -> (B, 3, H, W) normalised pixels and the (B, H, W) int64
         pixel mask (1 = real pixel, 0 = padding), or None when no image needed padding.
 
-        Each frame is resized as :meth:`preprocess` does, then padded bottom-right with zeros (after
-        normalisation, as DetrImageProcessor.pad) to the batch's largest height and width."""
-        parts = [self.preprocess(image, options) for image in images]  # (1, 3, h_i, w_i) each
-        if len(parts) == 1:
-            return parts[0], None
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        height, width = max(p.shape[2] for p in parts), max(p.shape[3] for p in parts)
-        if all(p.shape[2:] == (height, width) for p in parts):
-            return torch.cat(parts).contiguous(memory_format=fmt), None  # (B, 3, H, W)
-        first = parts[0]
-        pixels = torch.empty((len(parts), 3, height, width), dtype=first.dtype, device=first.device,
-                             memory_format=fmt).zero_()  # (B, 3, H, W)
-        mask = torch.zeros((len(parts), height, width), dtype=torch.int64, device=first.device)  # (B, H, W)
-        for i, p in enumerate(parts):
-            h, w = p.shape[2:]
-            pixels[i, :, :h, :w] = p[0]
-            mask[i, :h, :w] = 1
-        return pixels, mask
+        As DetrImageProcessor (engine.processors.image gives its values exactly): each frame resized
+        on its own (shortest / longest edge from the options), rescaled, normalised, then padded
+        bottom-right with zeros to the batch's largest height and width."""
+        size = {"shortest_edge": int(options.shortest_edge), "longest_edge": int(options.longest_edge)}
+        return self.processor(images, self.placement.device, self.placement.dtype, channels_last=self.channels_last,
+                         size_override=size)  # (B, 3, H, W), (B, H, W) or None
 
     def postprocess(self, out: detr.DetrOutput, image_size: tuple[int, int], options: DetectionOptions,
                     index: int = 0):
@@ -260,8 +206,7 @@ class ObjectDetection(Task):
         """
         if isinstance(images, np.ndarray) and images.ndim != 4:
             raise InputError("run_batch takes a list of images (or a (B, H, W, 3) array); use run() for one.")
-        options = self.default_options if options is None else self._options(options)
-        _check_options(options)
+        options = self._options(self.default_options if options is None else options)
         frames = [to_rgb(image) for image in images]
         if not frames:
             return []
@@ -277,18 +222,10 @@ class ObjectDetection(Task):
                 kept = [self.postprocess(out, frame.shape[:2], options, index=i) for i, frame in enumerate(frames)]
         n = len(frames)
         total = clock.timings()
-        share = Timings(total.preprocess_ms / n, total.model_ms / n, total.postprocess_ms / n)
+        share = total.split(n)
         results = []
         for frame, (boxes, scores, label_ids, query_ids, internals) in zip(frames, kept):
             labels = tuple(self.id2label.get(int(i), str(int(i))) for i in label_ids)
             results.append(DetectionResult(boxes, scores, label_ids, labels, (int(frame.shape[0]), int(frame.shape[1])),
                                            float(options.threshold), query_ids, share, internals))
         return results
-
-
-def _check_options(options: DetectionOptions) -> None:
-    if not (0.0 <= options.threshold < 1.0) or math.isnan(options.threshold):
-        raise InputError(f"Detection threshold must be in [0, 1), got {options.threshold}.")
-    if options.shortest_edge < 32 or options.longest_edge < options.shortest_edge:
-        raise InputError(f"Resize sizes must satisfy 32 <= shortest_edge <= longest_edge "
-                         f"(got {options.shortest_edge}, {options.longest_edge}).")

@@ -140,7 +140,7 @@ class SpeechRecognition(Task):
     def load(cls, model_ref: str, folder: Path, placement: Placement) -> SpeechRecognition:
         expect_architecture(folder, model_ref, cls.name, ("wav2vec2",), ("ForCTC",))
         vocab = ctc.CTCVocab.from_folder(folder)
-        model = wav2vec2.load(folder, placement, "ctc")
+        model = wav2vec2.from_checkpoint(folder, placement, "ctc")
         if len(vocab.tokens) > model.config.vocab_size:
             log.warning("vocab.json has %d tokens, the CTC head %d", len(vocab.tokens), model.config.vocab_size)
         return cls(model_ref, folder, placement, model, vocab, FeatureSettings.from_folder(folder))
