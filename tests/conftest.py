@@ -15,6 +15,8 @@ os.environ["TASKSCOPE_SETTINGS_DIR"] = tempfile.mkdtemp(prefix="taskscope-settin
 pytest_plugins = [
     "tests.fixtures_detr",
     "tests.fixtures_wav2vec2",
+    "tests.fixtures_convnext",
+    "tests.fixtures_vit",
     "tests.fixtures_media",
     "tests.fixtures_pulse",
 ]
