@@ -116,3 +116,31 @@ def resolve(device: str | None = None, precision: str = "exact") -> Placement:
             raise EngineError(f"'fast' precision is not supported on {info.label}; use 'exact'.")
         dtype = torch.bfloat16 if info.fast_dtype == "bfloat16" else torch.float16
     return Placement(torch.device(info.name), dtype, precision)
+
+
+def free_memory_bytes(device: torch.device) -> int | None:
+    """Memory a new allocation on ``device`` can still get (CUDA: free device memory; CPU on
+    Linux: MemAvailable), or None where it cannot be told."""
+    if device.type == "cuda":
+        try:
+            return int(torch.cuda.mem_get_info(device)[0])
+        except RuntimeError:
+            return None
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            return None
+    return None
+
+
+def check_fits(need_bytes: float, device: torch.device, what: str, advice: str) -> None:
+    """Refuse work whose estimated memory would not fit (with headroom), before it starts."""
+    free = free_memory_bytes(device)
+    if free is not None and need_bytes > 0.8 * free:
+        from .errors import InputError
+        raise InputError(f"{what} would need about {need_bytes / 2**30:.1f} GB of memory and only "
+                         f"{free / 2**30:.1f} GB is free on {device}; {advice}")

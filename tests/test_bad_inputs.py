@@ -79,3 +79,34 @@ def test_a_video_given_as_an_image_is_called_a_video(tmp_path):
         read_image(path)
     r = run_main("classify-image", str(path), "--model", str(tmp_path / "none"))
     assert r.returncode == 2 and "is a video" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_detection_refuses_what_would_not_fit_before_allocating(detr_timm_checkpoint, monkeypatch):
+    from engine import DetectionOptions, load_task
+    from engine import device as device_mod
+    task = load_task("object-detection", str(detr_timm_checkpoint), device="cpu")
+    image = np.zeros((60, 80, 3), np.uint8)
+    assert len(task.run_batch([image, image], DetectionOptions(threshold=0.5, shortest_edge=64))) == 2
+    monkeypatch.setattr(device_mod, "free_memory_bytes", lambda device: 200 * 2**20)  # 200 MB free
+    with pytest.raises(InputError, match="would need about .* GB of memory"):
+        task.run_batch([image] * 8, DetectionOptions(threshold=0.5, shortest_edge=1600, longest_edge=2000))
+
+
+def test_extreme_aspect_ratios_in_a_batch(detr_timm_checkpoint):
+    """20000x1 and 1x20000 clamp to at least 1 px after resizing; they run beside a normal image."""
+    from engine import DetectionOptions, load_task
+    task = load_task("object-detection", str(detr_timm_checkpoint), device="cpu")
+    images = [np.zeros((1, 20000, 3), np.uint8), np.zeros((60, 80, 3), np.uint8), np.zeros((20000, 1, 3), np.uint8)]
+    results = task.run_batch(images, DetectionOptions(threshold=0.5, shortest_edge=64))
+    assert [r.image_size for r in results] == [(1, 20000), (60, 80), (20000, 1)]
+
+
+def test_cli_reports_each_bad_image_and_runs_the_others(detr_timm_checkpoint, tmp_path):
+    import cv2
+    good, empty = tmp_path / "good.png", tmp_path / "empty.png"
+    cv2.imwrite(str(good), np.zeros((60, 80, 3), np.uint8))
+    empty.write_bytes(b"")
+    r = run_main("detect", str(good), str(empty), "--model", str(detr_timm_checkpoint), "--device", "cpu",
+                 "--size", "64", "--threshold", "0.5")
+    assert r.returncode == 2
+    assert "objects in " + str(good) in r.stdout and "empty.png is empty" in r.stderr and "Traceback" not in r.stderr
