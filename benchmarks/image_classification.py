@@ -111,7 +111,9 @@ def run(args) -> int:
         theirs = None
         if not args.no_transformers:
             processor = _processor(folder)
-            model = AutoModelForImageClassification.from_pretrained(folder, attn_implementation="sdpa").eval()
+            cfg = json.loads((folder / "config.json").read_text())
+            extra = {"attn_implementation": "sdpa"} if cfg.get("model_type") == "vit" else {}
+            model = AutoModelForImageClassification.from_pretrained(folder, **extra).eval()
             theirs = (processor, model)
         for precision in (("exact", "fast") if args.precision == "both" else (args.precision,)):
             try:
