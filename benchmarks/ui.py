@@ -37,6 +37,16 @@ def _make_video(path: Path, seconds: float = 4.0, fps: int = 25) -> Path:
     return path
 
 
+class _ResultCount:
+    """``results[0]``: detection results the Vision tab has drawn so far."""
+
+    def __init__(self, tab) -> None:
+        self.tab = tab
+
+    def __getitem__(self, _index: int) -> int:
+        return self.tab.results_received
+
+
 def run(args) -> int:
     import numpy as np
 
@@ -60,8 +70,7 @@ def run(args) -> int:
     tab = window.vision_tab
     tab.model_picker.set_model(model, emit=True)
     tab.size_combo.setCurrentIndex(max(0, tab.size_combo.findData(args.size)))
-    results = [0]
-    window.engine.resultReady.connect(lambda o: results.__setitem__(0, results[0] + 1))
+    results = _ResultCount(tab)  # the Vision tab counts the results of its own requests
 
     # wait for the model to load and the first result, outside the measured window
     tab.start_camera(str(video))

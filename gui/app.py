@@ -17,7 +17,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget, QToolBar,
                                QWidget)
 
-from gui.engine_thread import EngineClient, is_load_cancelled_message
+from gui.engine_thread import DEFAULT_MEMORY_LIMIT, EngineClient
 from gui.settings_util import OPEN_DIR_KEY, as_bool
 from gui.widgets.download_dialog import DownloadDialog
 from gui.widgets.pickers import DevicePicker
@@ -57,7 +57,7 @@ class MainWindow(QMainWindow):
         self._last_error_at = float("-inf")
         self.repeated_errors = 0  # identical errors skipped (REPEAT_ERROR_S)
         self._closed = False
-        self.engine = EngineClient(self)
+        self.engine = EngineClient(self, memory_limit=memory_limit(self.settings))
 
         # shared controls ------------------------------------------------------------
         self.device_picker = DevicePicker()
@@ -102,7 +102,7 @@ class MainWindow(QMainWindow):
         # status bar, errors, model loading -------------------------------------------
         self.model_status = QLabel()
         self.statusBar().addPermanentWidget(self.model_status)
-        self.engine.errorOccurred.connect(self._on_engine_error)
+        # each tab hears its own requests' results and errors (and sends errors on errorMessage)
         self.engine.modelLoading.connect(self._on_model_loading)
         self.engine.modelLoaded.connect(self._on_model_loaded)
         self.engine.modelFailed.connect(self._on_model_failed)
@@ -215,10 +215,6 @@ class MainWindow(QMainWindow):
         self._end_loading()
         self.model_status.setText(description)
         self.show_status(f"Model ready: {description}")
-
-    def _on_engine_error(self, _stream: str, message: str) -> None:
-        if not is_load_cancelled_message(message):  # a cancelled load was reported as such already
-            self.show_error(message)
 
     def _on_model_failed(self, task: str, message: str) -> None:
         self._end_loading()
@@ -349,6 +345,19 @@ class MainWindow(QMainWindow):
                 log.exception("shutting down %s failed", type(tab).__name__)
         self.settings.sync()
         return self.engine.shutdown(5000)
+
+
+MEMORY_LIMIT_KEY = "engine/memory_limit_mb"
+
+
+def memory_limit(settings: QSettings) -> int:
+    """Bytes of loaded models the engine keeps (QSettings ``engine/memory_limit_mb``, default 4 GiB)."""
+    try:
+        mb = float(settings.value(MEMORY_LIMIT_KEY, DEFAULT_MEMORY_LIMIT / 2 ** 20))
+    except (TypeError, ValueError):
+        log.warning("ignoring %s=%r (not a number of MB)", MEMORY_LIMIT_KEY, settings.value(MEMORY_LIMIT_KEY))
+        return DEFAULT_MEMORY_LIMIT
+    return int(mb * 2 ** 20) if mb > 0 else DEFAULT_MEMORY_LIMIT
 
 
 def engine_offline_default() -> bool:

@@ -1,25 +1,39 @@
-"""The engine thread: one QThread that owns the loaded tasks and runs them off the UI thread.
+"""The engine thread: the QThread that runs every model, off the UI thread, for many requests.
 
-The UI thread talks to :class:`EngineClient` only. ``submit`` never blocks: each stream
-("vision", "speech", ...) has at most one pending item — a newer submit replaces the older
-one, which is counted as dropped (latest wins) — unless ``keep_all=True`` asks for a queue
-(file transcription, where nothing may be skipped). Results, errors and progress come back as
-queued Qt signals. Models load on the same thread: explicitly through ``load`` or lazily when
-an item arrives for a task that is not loaded yet.
+The UI thread talks to :class:`EngineClient` only. ``submit`` never blocks and returns a
+:class:`Request`, a handle on the UI thread whose own signals (``result``, ``progress``,
+``error``, ``finished``) belong to that request alone; nothing is broadcast to every tab.
 
-Never imports torch: the engine's public API does that inside the worker thread.
+- Latest wins per stream ("vision", "speech-partial", ...): a newer submit on a stream replaces
+  its pending item, which finishes with ``dropped`` set (no error) and is counted
+  (``droppedChanged``), unless ``keep_all=True`` asks for a queue.
+- Streams take turns (round robin). A ``long=True`` request (a file transcription) advances in
+  steps (``Task.steps``, one ``next()`` at a time); between two of its steps every stream with a
+  pending item runs one, and live streams that keep having work may go on for up to LIVE_SHARE
+  times the step's duration, so a long job never stalls live video or speech (and still advances).
+- Models load on a second thread, the loader, into an LRU cache of loaded tasks, one entry per
+  (task, model, device, precision), limited in bytes (``set_memory_limit``; the least recently
+  used is evicted, never the one just used). While a new model loads, items of its task still
+  run on the model it replaces; the switch happens when the new one is ready. A load belongs to
+  the loader: cancelling a stream never cancels it; ``cancel_loading`` or a newer choice does.
+  A model that failed to load is not retried by later items until ``load``/``configure``.
+
+Never imports torch: the engine's public API does that in the worker threads.
 """
 from __future__ import annotations
 
 import itertools
 import logging
+import sys
 import threading
 import time
+import weakref
 from collections import OrderedDict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 
 import engine
 from engine.cancel import CancelToken
@@ -27,15 +41,21 @@ from engine.errors import Cancelled, EngineError
 
 log = logging.getLogger(__name__)
 
-#: cross-thread progress updates per stream / per load are limited to this many per second
+#: cross-thread progress updates per request / per load are limited to this many per second
 PROGRESS_RATE_HZ = 20.0
-
+#: default limit of the loaded-model cache (parameter + buffer bytes of the loaded models)
+DEFAULT_MEMORY_LIMIT = 4 * 1024 ** 3
+#: ``Request.progress`` fraction when the task cannot tell how far it got
+UNKNOWN_FRACTION = -1.0
+#: after a long job's step of T seconds, live streams with work may run for up to LIVE_SHARE * T
+#: before the next step (at least one item per stream always): live keeps >= 2/3 of the thread
+LIVE_SHARE = 2.0
 
 _LOAD_CANCELLED = "The model for {task} is not loaded (loading was cancelled)."
 
 
 def load_cancelled_message(task: str) -> str:
-    """The errorOccurred message for an item skipped because its model's loading was cancelled."""
+    """The ``Request.error`` message for an item skipped because its model's loading was cancelled."""
     return _LOAD_CANCELLED.format(task=task)
 
 
@@ -49,7 +69,7 @@ def is_load_cancelled_message(message: str) -> bool:
 
 @dataclass(frozen=True)
 class Outcome:
-    """One finished item, as ``EngineClient.resultReady`` delivers it."""
+    """One finished item, as ``Request.result`` delivers it."""
 
     stream: str
     task: str
@@ -58,14 +78,75 @@ class Outcome:
     meta: object
     submitted_at: float  # time.monotonic() when submit() was called
     finished_at: float  # time.monotonic() when the task returned
+    request_id: int = 0
 
     @property
     def latency_s(self) -> float:
         return self.finished_at - self.submitted_at
 
 
-@dataclass
+class Request(QObject):
+    """One submitted item, on the UI thread. Its signals concern this request only; exactly one
+    ``finished`` ends it, after ``result`` or ``error`` or neither (``dropped``: replaced by a newer
+    item of its stream; ``cancelled``: ``EngineClient.cancel``/shutdown). The client lets go of it
+    when it finishes: keep a reference only as long as you need it, and do not connect a slot
+    that refers to the request itself (connect the tab's methods; the Outcome says what it is)."""
+
+    result = Signal(object)  # Outcome
+    progress = Signal(float, object)  # (fraction 0..1, or UNKNOWN_FRACTION; partial result or None)
+    error = Signal(str)  # a user-facing message
+    finished = Signal()
+
+    _alive: ClassVar[weakref.WeakSet] = weakref.WeakSet()
+
+    def __init__(self, request_id: int, stream: str, task: str, item_id: int, meta: Any, submitted_at: float,
+                 keep_all: bool = False, long: bool = False) -> None:
+        super().__init__()
+        self.id, self.stream, self.task, self.item_id, self.meta = request_id, stream, task, item_id, meta
+        self.submitted_at, self.keep_all, self.long = submitted_at, keep_all, long
+        self.done = False
+        self.dropped = False
+        self.cancelled = False
+        self.error_message = ""
+        self.outcome: Outcome | None = None
+        Request._alive.add(self)
+
+    @classmethod
+    def alive(cls) -> int:
+        """How many Request objects exist now (finished ones go once nobody holds them)."""
+        return len(cls._alive)
+
+    def describe(self) -> str:
+        return f"request {self.id} ({self.task} on {self.stream!r}, item {self.item_id})"
+
+    def __repr__(self) -> str:
+        state = ("dropped" if self.dropped else "cancelled" if self.cancelled else "failed" if self.error_message
+                 else "done" if self.done else "pending")
+        return f"<Request {self.id} {self.task} stream={self.stream!r} item={self.item_id} {state}>"
+
+    def _finish(self, kind: str, payload: Any) -> None:
+        self.done = True
+        if kind == "result":
+            self.outcome = payload
+            self.result.emit(payload)
+        elif kind == "error":
+            self.error_message = str(payload)
+            self.error.emit(self.error_message)
+        elif kind == "dropped":
+            self.dropped = True
+        else:
+            self.cancelled = True
+        self.finished.emit()
+
+
+# ---------------------------------------------------------------------------------- shared state
+
+Key = tuple  # (task, model_ref, device, precision): one entry of the loaded-model cache
+
+
+@dataclass(eq=False)
 class _Item:
+    rid: int
     stream: str
     task: str
     inputs: Any
@@ -73,42 +154,363 @@ class _Item:
     item_id: int
     meta: Any
     submitted_at: float
+    long: bool = False
     token: CancelToken = field(default_factory=CancelToken)
-    user_cancelled: bool = False  # cancelled through EngineClient.cancel(stream): stays quiet
 
 
-@dataclass
+@dataclass(eq=False)
+class _LongJob:
+    item: _Item
+    steps: Iterator
+    last: Any = None
+    has_last: bool = False
+    last_progress: float = 0.0
+
+
+@dataclass(eq=False)
 class _Load:
     task: str
     model: str | None
     token: CancelToken = field(default_factory=CancelToken)
 
 
-class _Shared:
-    """State shared by the UI thread and the worker, guarded by one condition variable."""
+@dataclass(eq=False)
+class _Entry:
+    task: Any  # the engine Task
+    model: str
+    nbytes: int
+    description: str
 
-    def __init__(self) -> None:
+
+class _Shared:
+    """State shared by the UI thread, the worker and the loader, guarded by one condition variable."""
+
+    def __init__(self, memory_limit: int) -> None:
         self.cond = threading.Condition()
         self.stop = False
-        self.pending: OrderedDict[str, deque[_Item]] = OrderedDict()  # stream -> items, round robin
+        self.pending: OrderedDict[str, deque[_Item]] = OrderedDict()  # stream -> items not started
+        self.long: deque[_LongJob] = deque()  # long jobs started, one step at a time
         self.loads: OrderedDict[str, _Load] = OrderedDict()  # task -> newest load request
         self.running_item: _Item | None = None
         self.running_load: _Load | None = None
+        self.cache: OrderedDict[Key, _Entry] = OrderedDict()  # least recently used first
+        self.active: dict[str, Key] = {}  # task -> the cache entry its items run on
         self.choice: dict[str, str | None] = {}  # task -> model chosen by the last load()
-        self.loaded: dict[str, str] = {}  # task -> model ref loaded
         self.failed: dict[str, tuple] = {}  # task -> (model, device, precision) whose load failed
         self.failed_message: dict[str, str] = {}  # task -> why its load failed ("" or absent: cancelled)
         self.device = "auto"
         self.precision = "exact"
         self.offline: bool | None = None
+        self.limit = int(memory_limit)
 
+    # the methods below are called with the lock held
+
+    def wanted(self, task: str) -> tuple:
+        return self.choice.get(task), self.device, self.precision
+
+    def queue_load(self, task: str, model: str | None) -> None:
+        self.loads.pop(task, None)
+        self.loads[task] = _Load(task, model)
+
+    def loading(self, task: str) -> bool:
+        return task in self.loads or (self.running_load is not None and self.running_load.task == task
+                                      and not self.running_load.token.cancelled)
+
+    def evict(self, keep: Key | None) -> list[_Entry]:
+        """Drop least recently used entries (never ``keep``) until the cache fits the limit."""
+        out = []
+        total = sum(e.nbytes for e in self.cache.values())
+        for key in list(self.cache):
+            if total <= self.limit:
+                break
+            if key == keep:
+                continue
+            entry = self.cache.pop(key)
+            total -= entry.nbytes
+            out.append(entry)
+            if self.active.get(key[0]) == key:
+                del self.active[key[0]]
+            log.info("model cache over %.0f MB: unloaded %s (%.0f MB)", self.limit / 2 ** 20, entry.description,
+                     entry.nbytes / 2 ** 20)
+        return out
+
+
+class _Probe(QObject):
+    ping = Signal()
+
+
+_GUARDED = False
+
+
+def guard_emit_refcount() -> None:
+    """Work around PySide6 6.12.0, whose ``SignalInstance.emit`` returns ``True`` without a new
+    reference: every emit from Python takes one reference away from ``True``, and after as many
+    emits as ``True`` has references (a few thousand in a small process; a live session emits
+    that every few minutes) CPython aborts with "bool_dealloc: deallocating True". Where the probe
+    shows the leak, ``True`` gets 2**48 extra references: immortal, as Python 3.12+ makes it
+    anyway. Idempotent; the first EngineClient calls it (the app creates one at start)."""
+    global _GUARDED
+    if _GUARDED or sys.version_info >= (3, 12):
+        return
+    _GUARDED = True
+    probe = _Probe()
+    before = sys.getrefcount(True)
+    for _ in range(100):
+        probe.ping.emit()
+    if before - sys.getrefcount(True) >= 90:
+        import ctypes
+        log.info("PySide6 emit() leaks references to True: making True immortal")
+        ctypes.c_ssize_t.from_address(id(True)).value += 1 << 48  # ob_refcnt, the first field
+
+
+def _memory_bytes(task: Any) -> int:
+    size = getattr(task, "memory_bytes", None)
+    try:
+        return max(0, int(size())) if callable(size) else 0
+    except Exception:  # noqa: BLE001 - a size we cannot tell counts as nothing
+        log.exception("memory_bytes() failed for %r", task)
+        return 0
+
+
+def _one_step(task: Any, item: _Item) -> Iterator[tuple[float, Any]]:
+    yield 1.0, task(item.inputs, item.options, cancel=item.token)
+
+
+def _unexpected(task: str, exc: BaseException) -> str:
+    return f"Unexpected error in {task}: {type(exc).__name__}: {exc}"
+
+
+# ---------------------------------------------------------------------------------- the worker
 
 class _Worker(QObject):
-    """Lives in the engine thread; ``run`` is its loop until asked to stop."""
+    """Lives in the engine thread; ``run`` is its loop until asked to stop. Reports go to the
+    client as ``report(request_id, kind, payload)``: kind "progress" ((fraction, partial)),
+    "result" (Outcome), "error" (message) or "cancelled" (None); all but "progress" end the request."""
 
-    resultReady = Signal(object)
-    errorOccurred = Signal(str, str)
-    progressChanged = Signal(str, float, object)
+    report = Signal(int, str, object)
+
+    def __init__(self, shared: _Shared) -> None:
+        super().__init__()
+        self._s = shared
+        self._round: deque[str] = deque()  # streams still to get a turn before the next long step
+        self._refill = False  # a long step ran: every stream with a pending item gets a turn now
+        self._live_until = 0.0  # time.monotonic() until which live rounds go before the next long step
+
+    @Slot()
+    def run(self) -> None:
+        log.debug("engine thread started")
+        s = self._s
+        while True:
+            with s.cond:
+                job = None
+                while not s.stop:
+                    job = self._pick()
+                    if job is not None:
+                        break
+                    s.cond.wait()
+                if s.stop:
+                    break
+                s.running_item = job[1] if job[0] == "item" else job[1].item if job[0] == "step" else None
+            try:
+                if job[0] == "item":
+                    self._run_item(job[1], job[2])
+                elif job[0] == "step":
+                    self._step(job[1])
+                else:
+                    self._skip(job[1], job[2])
+            except Exception:  # noqa: BLE001 - last line of defence: the thread must not die
+                log.exception("engine worker: unhandled error")
+            finally:
+                with s.cond:
+                    s.running_item = None
+        with s.cond:
+            jobs = list(s.long)
+            s.long.clear()
+        for j in jobs:
+            self._close(j)
+        log.debug("engine thread stopping")
+        thread = QThread.currentThread()
+        if thread is not None:
+            thread.quit()
+
+    # ------------------------------------------------------------------ scheduling (lock held)
+
+    def _pick(self):
+        """The next job: ("item", item, task), ("step", long_job) or ("skip", item, message); None: idle."""
+        s = self._s
+        if self._refill:
+            self._refill = False
+            self._round = deque(self._streams())
+        for attempt in range(2):
+            job = self._from_round()
+            if job is not None:
+                return job
+            if s.long and (attempt == 1 or time.monotonic() >= self._live_until):
+                # one step of the next long job, then a turn for every stream with a pending item
+                long_job = s.long[0]
+                s.long.rotate(-1)
+                self._refill = True
+                return "step", long_job
+            if attempt == 0:  # a new round: every stream with a pending item
+                self._round = deque(self._streams())
+        return None
+
+    def _streams(self) -> list[str]:
+        busy = {j.item.stream for j in self._s.long}
+        return [stream for stream in self._s.pending if stream not in busy]
+
+    def _from_round(self):
+        while self._round:
+            job = self._take(self._round.popleft())
+            if job is not None:
+                return job
+        return None
+
+    def _take(self, stream: str):
+        s = self._s
+        items = s.pending.get(stream)
+        if not items or any(j.item.stream == stream for j in s.long):
+            return None
+        item = items[0]
+        state, value = self._model_for(item.task)
+        if state == "wait":
+            return None
+        items.popleft()
+        if items:
+            s.pending.move_to_end(stream)
+        else:
+            del s.pending[stream]
+        if state == "failed":
+            return "skip", item, value
+        task = value.task
+        if item.long:  # started now; it advances one step per round from here on
+            steps = getattr(task, "steps", None)
+            it = steps(item.inputs, item.options, cancel=item.token) if steps is not None else _one_step(task, item)
+            s.long.append(_LongJob(item, it))
+            return None
+        return "item", item, task
+
+    def _model_for(self, task: str):
+        """("ready", entry) | ("wait", None) | ("failed", message); queues a lazy load if needed."""
+        s = self._s
+        key = s.active.get(task)
+        entry = s.cache.get(key) if key is not None else None
+        if entry is not None:
+            s.cache.move_to_end(key)  # most recently used
+            return "ready", entry
+        if s.failed.get(task) == s.wanted(task):  # already reported; retried only after load()/configure()
+            return "failed", s.failed_message.get(task) or load_cancelled_message(task)
+        if not s.loading(task):
+            s.queue_load(task, s.choice.get(task))
+            s.cond.notify_all()
+        return "wait", None
+
+    # ------------------------------------------------------------------ running (lock not held)
+
+    def _skip(self, item: _Item, message: str) -> None:
+        with self._s.cond:
+            quiet = self._s.stop or item.token.cancelled
+        self.report.emit(item.rid, "cancelled" if quiet else "error", None if quiet else message)
+
+    def _run_item(self, item: _Item, task: Any) -> None:
+        if item.token.cancelled:
+            self.report.emit(item.rid, "cancelled", None)
+            return
+        last = [0.0]
+
+        def progress(fraction: float, partial: Any = None) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 1.0 / PROGRESS_RATE_HZ or fraction >= 1.0:
+                last[0] = now
+                self.report.emit(item.rid, "progress", (float(fraction), partial))
+
+        try:
+            result = task(item.inputs, item.options, cancel=item.token, progress=progress)
+        except Cancelled:
+            self.report.emit(item.rid, "cancelled", None)
+            return
+        except EngineError as exc:
+            self.report.emit(item.rid, "error", str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001
+            log.exception("task %s failed on item %s of stream %s (request %d)", item.task, item.item_id,
+                          item.stream, item.rid)
+            self.report.emit(item.rid, "error", _unexpected(item.task, exc))
+            return
+        self._done(item, result)
+
+    def _done(self, item: _Item, result: Any) -> None:
+        if item.token.cancelled:
+            self.report.emit(item.rid, "cancelled", None)
+        else:
+            self.report.emit(item.rid, "result", Outcome(item.stream, item.task, item.item_id, result, item.meta,
+                                                         item.submitted_at, time.monotonic(), item.rid))
+
+    def _step(self, job: _LongJob) -> None:
+        item = job.item
+        if item.token.cancelled:
+            self._end(job)
+            self.report.emit(item.rid, "cancelled", None)
+            return
+        t0 = time.monotonic()
+        try:
+            fraction, value = next(job.steps)
+        except StopIteration:
+            self._end(job)
+            if job.has_last:
+                self._done(item, job.last)
+            else:
+                self.report.emit(item.rid, "error", f"{item.task} gave no result.")
+            return
+        except Cancelled:
+            self._end(job)
+            self.report.emit(item.rid, "cancelled", None)
+            return
+        except EngineError as exc:
+            self._end(job)
+            self.report.emit(item.rid, "error", str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001
+            log.exception("long job %s failed on item %s of stream %s (request %d)", item.task, item.item_id,
+                          item.stream, item.rid)
+            self._end(job)
+            self.report.emit(item.rid, "error", _unexpected(item.task, exc))
+            return
+        if fraction is not None and fraction >= 1.0:
+            self._end(job)
+            self._done(item, value)
+            return
+        job.last, job.has_last = value, True
+        now = time.monotonic()
+        self._live_until = now + LIVE_SHARE * (now - t0)
+        if now - job.last_progress >= 1.0 / PROGRESS_RATE_HZ:
+            job.last_progress = now
+            f = UNKNOWN_FRACTION if fraction is None else float(fraction)
+            self.report.emit(item.rid, "progress", (f, value))
+
+    def _end(self, job: _LongJob) -> None:
+        with self._s.cond:
+            try:
+                self._s.long.remove(job)
+            except ValueError:
+                pass
+        self._close(job)
+
+    @staticmethod
+    def _close(job: _LongJob) -> None:
+        close = getattr(job.steps, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # noqa: BLE001
+                log.exception("closing a long job")
+
+
+# ---------------------------------------------------------------------------------- the loader
+
+class _Loader(QObject):
+    """Lives in the loader thread: loads one model at a time into the cache."""
+
     modelLoading = Signal(str, str, object, object)
     modelLoaded = Signal(str, str)
     modelFailed = Signal(str, str)
@@ -116,57 +518,46 @@ class _Worker(QObject):
     def __init__(self, shared: _Shared) -> None:
         super().__init__()
         self._s = shared
-        self._tasks: dict[str, Any] = {}  # task name -> engine Task (only touched in this thread)
 
     @Slot()
     def run(self) -> None:
-        log.debug("engine thread started")
+        s = self._s
         while True:
-            with self._s.cond:
-                while not self._s.stop and not self._s.loads and not self._s.pending:
-                    self._s.cond.wait()
-                if self._s.stop:
+            with s.cond:
+                while not s.stop and not s.loads:
+                    s.cond.wait()
+                if s.stop:
                     break
-                job: _Load | _Item
-                if self._s.loads:  # loads first: items wait for the model they need
-                    _, job = self._s.loads.popitem(last=False)
-                    self._s.running_load = job
-                else:
-                    stream, items = next(iter(self._s.pending.items()))
-                    job = items.popleft()
-                    del self._s.pending[stream]
-                    if items:  # keep_all queue: the stream goes to the back of the round
-                        self._s.pending[stream] = items
-                    self._s.running_item = job
+                _, job = s.loads.popitem(last=False)
+                s.running_load = job
             try:
-                if isinstance(job, _Load):
-                    self._load(job)
-                else:
-                    self._run_item(job)
-            except Exception:  # noqa: BLE001 - last line of defence: the thread must not die
-                log.exception("engine worker: unhandled error")
+                self._load(job)
+            except Exception:  # noqa: BLE001 - the loader must not die either
+                log.exception("engine loader: unhandled error")
             finally:
-                with self._s.cond:
-                    self._s.running_load = None
-                    self._s.running_item = None
-        self._tasks.clear()
-        log.debug("engine thread stopping")
+                with s.cond:
+                    s.running_load = None
+                    s.cond.notify_all()  # items waiting for this model run (or fail) now
         thread = QThread.currentThread()
         if thread is not None:
             thread.quit()
 
-    # ------------------------------------------------------------------ loading
-
-    def _load(self, job: _Load) -> bool:
-        """Load ``job.task``; emits modelLoading / modelLoaded or modelFailed. True on success."""
-        with self._s.cond:
-            device, precision, offline = self._s.device, self._s.precision, self._s.offline
-        model = job.model
+    def _load(self, job: _Load) -> None:
+        s = self._s
+        with s.cond:
+            device, precision, offline = s.device, s.precision, s.offline
+        fail_key = (job.model, device, precision)
         try:
-            model = model or engine.default_model(job.task)
+            model = job.model or engine.default_model(job.task)
         except EngineError as exc:
-            self._fail(job.task, str(exc), (job.model, device, precision))
-            return False
+            self._fail(job.task, str(exc), fail_key)
+            return
+        key: Key = (job.task, model, device, precision)
+        with s.cond:
+            entry = s.cache.get(key)
+            if entry is not None and not job.token.cancelled:  # loaded before: switch to it at once
+                self._install(key, entry)
+                return
         self.modelLoading.emit(job.task, model, None, None)
         last = [0.0]
 
@@ -176,151 +567,130 @@ class _Worker(QObject):
                 last[0] = now
                 self.modelLoading.emit(job.task, model, int(done), int(total) if total else None)
 
-        try:
-            old = self._tasks.pop(job.task, None)
-            del old  # free the previous model's memory before loading the next
-            with self._s.cond:
-                self._s.loaded.pop(job.task, None)
+        try:  # the model this one replaces keeps serving its task meanwhile
             task = engine.load_task(job.task, model, device=device, precision=precision,
                                     progress=progress, cancel=job.token, offline=offline)
         except Cancelled:
             log.info("loading %s (%s) cancelled", job.task, model)
             self.modelFailed.emit(job.task, "")  # empty message: cancelled, nothing to report
-            return False
+            return
         except EngineError as exc:
-            self._fail(job.task, str(exc), (job.model, device, precision))
-            return False
+            self._fail(job.task, str(exc), fail_key)
+            return
         except Exception as exc:  # noqa: BLE001
             log.exception("loading %s (%s) failed", job.task, model)
-            self._fail(job.task, f"Unexpected error in {job.task}: {type(exc).__name__}: {exc}",
-                       (job.model, device, precision))
-            return False
-        self._tasks[job.task] = task
-        with self._s.cond:
-            self._s.loaded[job.task] = model
-            self._s.failed.pop(job.task, None)
-            self._s.failed_message.pop(job.task, None)
+            self._fail(job.task, _unexpected(job.task, exc), fail_key)
+            return
         try:
             description = task.describe()
         except Exception:  # noqa: BLE001
             description = f"{job.task} · {model}"
-        log.info("loaded %s", description)
-        self.modelLoaded.emit(job.task, description)
-        return True
+        entry = _Entry(task, model, _memory_bytes(task), description)
+        del task
+        with s.cond:
+            if s.stop:
+                return
+            evicted = self._install(key, entry)
+        log.info("loaded %s (%.0f MB)", description, entry.nbytes / 2 ** 20)
+        del evicted  # the memory of evicted models goes here, outside the lock
+
+    def _install(self, key: Key, entry: _Entry) -> list[_Entry]:
+        """Make ``entry`` the model of its task (lock held); modelLoaded is posted before any item
+        can run on it, so a tab hears of the model before its first result."""
+        s = self._s
+        task = key[0]
+        s.cache[key] = entry
+        s.cache.move_to_end(key)
+        s.active[task] = key
+        s.failed.pop(task, None)
+        s.failed_message.pop(task, None)
+        stale = [k for k in s.cache if k[0] == task and k != key and k[2:] != (s.device, s.precision)]
+        evicted = [s.cache.pop(k) for k in stale]  # built with settings no longer in use
+        evicted += s.evict(keep=key)
+        self.modelLoaded.emit(task, entry.description)
+        s.cond.notify_all()
+        return evicted
 
     def _fail(self, task: str, message: str, key: tuple) -> None:
-        with self._s.cond:
-            self._s.failed[task] = key
-            self._s.failed_message[task] = message
-        log.warning("model for %s failed to load: %s", task, message)
-        self.modelFailed.emit(task, message)
+        s = self._s
+        with s.cond:
+            s.failed[task] = key
+            s.failed_message[task] = message
+            s.active.pop(task, None)  # a failed switch leaves the task without a model, as before
+            log.warning("model for %s failed to load: %s", task, message)
+            self.modelFailed.emit(task, message)
+            s.cond.notify_all()
 
-    # ------------------------------------------------------------------ items
 
-    def _skipped(self, item: _Item) -> None:
-        """``item`` cannot run because its model is not loaded: tell whoever waits for it, unless
-        the user cancelled the stream (the caller knows) or the engine is shutting down."""
-        with self._s.cond:
-            if item.user_cancelled or self._s.stop:
-                return
-            message = self._s.failed_message.get(item.task, "")
-        if not message:
-            message = load_cancelled_message(item.task)
-        self.errorOccurred.emit(item.stream, message)
-
-    def _run_item(self, item: _Item) -> None:
-        if item.token.cancelled:
-            return
-        task = self._tasks.get(item.task)
-        if task is None:
-            with self._s.cond:
-                model = self._s.choice.get(item.task)
-                key = (model, self._s.device, self._s.precision)
-                failed = self._s.failed.get(item.task) == key
-            if failed:  # already reported; retry only after load() or configure()
-                self._skipped(item)
-                return
-            if not self._load(_Load(item.task, model, token=item.token)):
-                self._skipped(item)
-                return
-            task = self._tasks[item.task]
-        last = [0.0]
-
-        def progress(fraction: float, partial: Any = None) -> None:
-            now = time.monotonic()
-            if now - last[0] >= 1.0 / PROGRESS_RATE_HZ or fraction >= 1.0:
-                last[0] = now
-                self.progressChanged.emit(item.stream, float(fraction), partial)
-
-        try:
-            result = task(item.inputs, item.options, cancel=item.token, progress=progress)
-        except Cancelled:
-            return
-        except EngineError as exc:
-            self.errorOccurred.emit(item.stream, str(exc))
-            return
-        except Exception as exc:  # noqa: BLE001
-            log.exception("task %s failed on item %s of stream %s", item.task, item.item_id, item.stream)
-            self.errorOccurred.emit(item.stream, f"Unexpected error in {item.task}: {type(exc).__name__}: {exc}")
-            return
-        if item.token.cancelled:
-            return
-        self.resultReady.emit(Outcome(item.stream, item.task, item.item_id, result, item.meta,
-                                      item.submitted_at, time.monotonic()))
-
+# ---------------------------------------------------------------------------------- the client
 
 class EngineClient(QObject):
-    """The UI thread's handle on the engine thread. Create on the UI thread; call shutdown()."""
+    """The UI thread's handle on the engine. Create on the UI thread; call shutdown()."""
 
-    resultReady = Signal(object)  # Outcome
-    errorOccurred = Signal(str, str)  # (stream or task, user-facing message)
-    progressChanged = Signal(str, float, object)  # (stream, fraction 0..1, partial result or None)
     modelLoading = Signal(str, str, object, object)  # (task, model_ref, done_bytes|None, total_bytes|None)
     modelLoaded = Signal(str, str)  # (task, description)
     modelFailed = Signal(str, str)  # (task, message); "" when the load was cancelled
     droppedChanged = Signal(str, int)  # (stream, total dropped so far)
 
+    _post = Signal(int, str)  # a report made on the UI thread (dropped/cancelled), delivered later
+
     _ids = itertools.count(1)
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, memory_limit: int = DEFAULT_MEMORY_LIMIT) -> None:
         super().__init__(parent)
-        self._s = _Shared()
+        guard_emit_refcount()
+        self._s = _Shared(memory_limit)
         self._dropped: dict[str, int] = {}
+        self._requests: dict[int, Request] = {}  # not finished yet; the workers know only the ids
+        self._rids = itertools.count(1)
         self._closed = False
-        self._thread = QThread()
-        self._thread.setObjectName(f"taskscope-engine-{next(self._ids)}")
+        n = next(self._ids)
+        self._thread, self._loader_thread = QThread(), QThread()
+        self._thread.setObjectName(f"taskscope-engine-{n}")
+        self._loader_thread.setObjectName(f"taskscope-loader-{n}")
         self._worker = _Worker(self._s)
         self._worker.moveToThread(self._thread)
-        for name in ("resultReady", "errorOccurred", "progressChanged", "modelLoading", "modelLoaded",
-                     "modelFailed"):
-            getattr(self._worker, name).connect(getattr(self, name))  # queued: worker emits in its thread
+        self._loader = _Loader(self._s)
+        self._loader.moveToThread(self._loader_thread)
+        self._worker.report.connect(self._on_report)  # queued: the worker emits in its thread
+        self._post.connect(self._on_posted, Qt.ConnectionType.QueuedConnection)
+        for name in ("modelLoading", "modelLoaded", "modelFailed"):
+            getattr(self._loader, name).connect(getattr(self, name))
         self._thread.started.connect(self._worker.run)
+        self._loader_thread.started.connect(self._loader.run)
         self._thread.start()
+        self._loader_thread.start()
         app = QCoreApplication.instance()
-        if app is not None:  # safety net: never leave the thread running when the app quits
+        if app is not None:  # safety net: never leave the threads running when the app quits
             app.aboutToQuit.connect(self.shutdown)
 
     # ------------------------------------------------------------------ models
 
     def configure(self, device: str, precision: str, offline: bool | None = None) -> None:
         """Device ("auto", "cpu", "cuda:0", ...) and precision ("exact"/"fast") for later loads.
-        Tasks already loaded are reloaded with the new settings. ``offline`` None: HF_HUB_OFFLINE."""
+        Loaded tasks are loaded again with the new settings (the old ones serve until then).
+        ``offline`` None: HF_HUB_OFFLINE."""
         with self._s.cond:
-            changed = (device, precision) != (self._s.device, self._s.precision)
-            self._s.device, self._s.precision = device or "auto", precision or "exact"
+            s = self._s
+            changed = (device or "auto", precision or "exact") != (s.device, s.precision)
+            s.device, s.precision = device or "auto", precision or "exact"
             if offline is not None:
-                self._s.offline = offline
-            self._s.failed.clear()
-            self._s.failed_message.clear()
-            self._s.failed_message.clear()
+                s.offline = offline
+            s.failed.clear()
+            s.failed_message.clear()
             if changed:
-                for task, model in list(self._s.loaded.items()):
-                    self._queue_load(task, self._s.choice.get(task, model))
-                if self._s.running_load is not None:  # a load with the old settings: redo it
-                    running = self._s.running_load
+                for task in list(s.active):
+                    s.queue_load(task, s.choice.get(task))
+                if s.running_load is not None:  # a load with the old settings: redo it
+                    running = s.running_load
                     running.token.cancel()
-                    self._queue_load(running.task, running.model)
-            self._s.cond.notify_all()
+                    if running.task not in s.loads:
+                        s.queue_load(running.task, running.model)
+            in_use = set(s.active.values())
+            stale = [k for k in s.cache if k[2:] != (s.device, s.precision) and k not in in_use]
+            dropped = [s.cache.pop(k) for k in stale]  # built with other settings and serving no task
+            s.cond.notify_all()
+        del dropped  # their memory goes here, outside the lock
 
     def set_offline(self, offline: bool | None) -> None:
         """True: never download (cached or local models only). None: follow HF_HUB_OFFLINE."""
@@ -330,62 +700,114 @@ class EngineClient(QObject):
             self._s.failed_message.clear()
 
     def load(self, task: str, model: str | None) -> None:
-        """Load ``model`` (repo id, folder, or None for the catalog default) for ``task``, async."""
+        """Load ``model`` (repo id, folder, or None for the catalog default) for ``task``, async.
+        The task's current model serves its items until the new one is ready."""
         with self._s.cond:
-            self._s.choice[task] = model
-            self._s.failed.pop(task, None)
-            self._s.failed_message.pop(task, None)
-            running = self._s.running_load
-            if running is not None and running.task == task and running.model != model:
+            s = self._s
+            s.choice[task] = model
+            s.failed.pop(task, None)
+            s.failed_message.pop(task, None)
+            running = s.running_load
+            if running is not None and running.task == task and not running.token.cancelled:
+                if running.model == model:  # already on its way
+                    s.loads.pop(task, None)
+                    return
                 running.token.cancel()
-            self._queue_load(task, model)
-            self._s.cond.notify_all()
-
-    def _queue_load(self, task: str, model: str | None) -> None:  # caller holds the lock
-        self._s.loads.pop(task, None)
-        self._s.loads[task] = _Load(task, model)
+            s.queue_load(task, model)
+            s.cond.notify_all()
 
     def loaded_model(self, task: str) -> str | None:
+        """The model ``task``'s items run on now (None: none loaded)."""
         with self._s.cond:
-            return self._s.loaded.get(task)
+            key = self._s.active.get(task)
+            return key[1] if key is not None and key in self._s.cache else None
 
     def cancel_loading(self) -> None:
-        """Cancel the download/load in progress and the loads waiting behind it. The task is not
-        loaded again on its own (by a later submit) until load() or configure() is called."""
+        """Cancel the download/load in progress and the loads waiting behind it. Those tasks are
+        not loaded again on their own (by a later submit) until load() or configure() is called;
+        a task that still has its previous model keeps running on it."""
         with self._s.cond:
-            self._s.loads.clear()
-            key = lambda t: (self._s.choice.get(t), self._s.device, self._s.precision)  # noqa: E731
-            if self._s.running_load is not None:
-                self._s.running_load.token.cancel()
-                self._s.failed[self._s.running_load.task] = key(self._s.running_load.task)
-                self._s.failed_message.pop(self._s.running_load.task, None)
-            item = self._s.running_item
-            if item is not None and item.task not in self._s.loaded:  # a lazy load for this item
-                item.token.cancel()
-                self._s.failed[item.task] = key(item.task)
-                self._s.failed_message.pop(item.task, None)
+            s = self._s
+            tasks = list(s.loads)
+            s.loads.clear()
+            if s.running_load is not None and not s.running_load.token.cancelled:
+                s.running_load.token.cancel()
+                tasks.append(s.running_load.task)
+            for task in tasks:
+                s.failed[task] = s.wanted(task)
+                s.failed_message.pop(task, None)
+            s.cond.notify_all()  # items waiting for those models are told now
+
+    def set_memory_limit(self, nbytes: int) -> None:
+        """Limit of the loaded-model cache in bytes; least recently used models are unloaded
+        above it (never the one used last)."""
+        with self._s.cond:
+            self._s.limit = max(0, int(nbytes))
+            keep = next(reversed(self._s.cache), None)
+            evicted = self._s.evict(keep)
+        del evicted
+
+    def memory_limit(self) -> int:
+        with self._s.cond:
+            return self._s.limit
+
+    def memory_used(self) -> int:
+        """Bytes of the models in the cache."""
+        with self._s.cond:
+            return sum(e.nbytes for e in self._s.cache.values())
+
+    def cached_models(self) -> list[tuple[str, str]]:
+        """(task, model) of every loaded model, least recently used first."""
+        with self._s.cond:
+            return [(k[0], k[1]) for k in self._s.cache]
 
     # ------------------------------------------------------------------ items
 
     def submit(self, stream: str, task: str, inputs: Any, options: Any = None, item_id: int = 0,
-               meta: Any = None, keep_all: bool = False) -> None:
-        """Queue ``inputs`` for ``task`` on ``stream``. Latest wins unless ``keep_all``."""
+               meta: Any = None, keep_all: bool = False, long: bool = False) -> Request:
+        """Queue ``inputs`` for ``task`` on ``stream`` and return its handle. Latest wins unless
+        ``keep_all``. ``long``: a job that runs in steps, with live items between them."""
+        rid = next(self._rids)
+        now = time.monotonic()
+        req = Request(rid, stream, task, int(item_id), meta, now, keep_all=keep_all, long=long)
+        self._requests[rid] = req
         if self._closed:
-            return
-        item = _Item(stream, task, inputs, options, int(item_id), meta, time.monotonic())
-        dropped = 0
+            self._post.emit(rid, "cancelled")
+            return req
+        item = _Item(rid, stream, task, inputs, options, int(item_id), meta, now, long=long)
         with self._s.cond:
             queue = self._s.pending.get(stream)
             if queue is None:
                 queue = self._s.pending[stream] = deque()
+            dropped: list[_Item] = []
             if not keep_all:
-                dropped = len(queue)
+                dropped = list(queue)
                 queue.clear()
             queue.append(item)
             self._s.cond.notify_all()
+        for old in dropped:
+            self._post.emit(old.rid, "dropped")
         if dropped:
-            self._dropped[stream] = self._dropped.get(stream, 0) + dropped
+            self._dropped[stream] = self._dropped.get(stream, 0) + len(dropped)
             self.droppedChanged.emit(stream, self._dropped[stream])
+        return req
+
+    @Slot(int, str)
+    def _on_posted(self, rid: int, kind: str) -> None:
+        self._on_report(rid, kind, None)
+
+    @Slot(int, str, object)
+    def _on_report(self, rid: int, kind: str, payload: object) -> None:
+        req = self._requests.get(rid)
+        if req is None:  # shut down meanwhile
+            return
+        if kind == "progress":
+            req.progress.emit(*payload)
+            return
+        del self._requests[rid]
+        if kind == "error":
+            log.info("%s: %s", req.describe(), payload)
+        req._finish(kind, payload)
 
     def dropped(self, stream: str) -> int:
         return self._dropped.get(stream, 0)
@@ -395,36 +817,62 @@ class EngineClient(QObject):
         self.droppedChanged.emit(stream, 0)
 
     def cancel(self, stream: str) -> None:
-        """Cancel the running item of ``stream`` and drop what is pending for it."""
+        """Cancel the running item (or long job) of ``stream`` and drop what is pending for it;
+        their requests finish with ``cancelled`` set. A model load they wait for goes on."""
         with self._s.cond:
-            self._s.pending.pop(stream, None)
-            item = self._s.running_item
-            if item is not None and item.stream == stream:
-                item.user_cancelled = True
+            items = list(self._s.pending.pop(stream, ()))
+            running = self._s.running_item
+            if running is not None and running.stream == stream:
+                running.token.cancel()
+            for job in self._s.long:
+                if job.item.stream == stream:
+                    job.item.token.cancel()
+            for item in items:
                 item.token.cancel()
+            self._s.cond.notify_all()
+        for item in items:
+            self._post.emit(item.rid, "cancelled")
 
     def is_busy(self) -> bool:
         with self._s.cond:
-            return bool(self._s.running_item or self._s.running_load or self._s.pending or self._s.loads)
+            s = self._s
+            return bool(s.running_item or s.running_load or s.pending or s.loads or s.long)
+
+    def open_requests(self) -> int:
+        """Requests submitted and not finished yet."""
+        return len(self._requests)
 
     # ------------------------------------------------------------------ lifetime
 
     def shutdown(self, timeout_ms: int = 5000) -> bool:
-        """Ask the worker to stop (cancelling what runs), quit the thread and wait for it.
-        Returns True when the thread has finished. Never terminates the thread."""
+        """Ask the worker and the loader to stop (cancelling what runs), quit their threads and
+        wait for them, ``timeout_ms`` in all. True when both have finished. Never terminates."""
         self._closed = True
         with self._s.cond:
-            self._s.stop = True
-            self._s.pending.clear()
-            self._s.loads.clear()
-            for job in (self._s.running_item, self._s.running_load):
+            s = self._s
+            s.stop = True
+            s.pending.clear()
+            s.loads.clear()
+            for job in (s.running_item, s.running_load):
                 if job is not None:
                     job.token.cancel()
-            self._s.cond.notify_all()
-        if not self._thread.isRunning():
-            return True
-        self._thread.quit()
-        ok = bool(self._thread.wait(max(0, int(timeout_ms))))
-        if not ok:
-            log.warning("engine thread did not stop within %d ms (a model call is still running)", timeout_ms)
+            for long_job in s.long:
+                long_job.item.token.cancel()
+            s.cond.notify_all()
+        self._requests.clear()
+        deadline = time.monotonic() + max(0, int(timeout_ms)) / 1000.0
+        ok = True
+        for thread in (self._thread, self._loader_thread):
+            if thread.isRunning():
+                thread.quit()
+                left = max(0, int((deadline - time.monotonic()) * 1000))
+                ok = bool(thread.wait(left)) and ok
+        if ok:
+            with self._s.cond:
+                entries = list(self._s.cache.values())
+                self._s.cache.clear()
+                self._s.active.clear()
+            del entries
+        else:
+            log.warning("engine threads did not stop within %d ms (a model call is still running)", timeout_ms)
         return ok

@@ -1,9 +1,11 @@
 """The Speech tab's file transcription: one audio file at a time on the engine stream
-"speech-file" (keep_all: never dropped), with progress, cancel, the result with word timestamps,
-and export. Only the file's header is read on the UI thread; the engine thread decodes it."""
+"speech-file" (keep_all: never dropped; long: it runs chunk by chunk, live speech and video run
+between its chunks), with progress, cancel, the result with word timestamps, and export. Only the
+file's header is read on the UI thread; the engine thread decodes it."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +28,9 @@ class FileTranscription:
         self.result: TranscriptionResult | None = None
         self._id = 0
         self.running = False  # its progress is shown even while the tab is hidden
+        self.request = None  # the engine request of the file being transcribed (or the last one)
+        self._chunks = 1  # how many chunks the engine cuts the file into (for progress it cannot tell)
+        self._partials = 0
 
     def open(self, path) -> bool:
         """Start transcribing ``path``; False with a message if it is not a readable audio file."""
@@ -47,8 +52,14 @@ class FileTranscription:
         self.path, self.result = path, None
         self.file_bar.set_exportable(False)
         self._ensure_model()
-        self.engine.submit(STREAM, TASK, str(path), TranscriptionOptions(internals=True), item_id=self._id,
-                           meta={"path": str(path), "duration_s": duration}, keep_all=True)
+        options = TranscriptionOptions(internals=True)
+        self._chunks, self._partials = expected_chunks(duration, options), 0
+        request = self.request = self.engine.submit(STREAM, TASK, str(path), options, item_id=self._id,
+                                                    meta={"path": str(path), "duration_s": duration},
+                                                    keep_all=True, long=True)
+        request.result.connect(self._on_outcome)
+        request.progress.connect(self.on_progress)
+        request.error.connect(self._on_error)
         self.file_bar.begin(path.name)
         self.running = True
         self.view.show_note(f"Transcribing {path.name} ({duration:.1f} s)…")
@@ -61,6 +72,14 @@ class FileTranscription:
         self.running = False
         self.file_bar.end()
         self._say("File transcription cancelled.")
+
+    def _on_outcome(self, outcome) -> None:
+        if isinstance(outcome.result, TranscriptionResult):
+            self.on_result(outcome.item_id, outcome.result)
+
+    def _on_error(self, message: str) -> None:
+        self.on_error()
+        self._say(message, error=True)
 
     def on_result(self, item_id: int, r: TranscriptionResult) -> None:
         if item_id != self._id:
@@ -77,6 +96,9 @@ class FileTranscription:
     def on_progress(self, fraction: float, partial) -> None:
         if not self.running:
             return
+        if fraction < 0:  # the engine cannot tell: one more chunk of the ones the file is cut into
+            self._partials += 1
+            fraction = min(self._partials / self._chunks, 0.99)
         self.file_bar.set_fraction(fraction)
         if isinstance(partial, TranscriptionResult) and partial.text:
             self.view.show_note(partial.text)
@@ -102,3 +124,12 @@ class FileTranscription:
         except Exception as e:  # noqa: BLE001
             log.exception("export")
             self._say(f"Could not export: {e}", error=True)
+
+
+def expected_chunks(duration_s: float, options: TranscriptionOptions) -> int:
+    """How many overlapping chunks speech recognition cuts ``duration_s`` of audio into (its
+    chunk plan: ``chunk_s`` long, consecutive chunks ``chunk_s - 2 * stride_s`` apart)."""
+    step = options.chunk_s - 2 * options.stride_s
+    if duration_s <= options.chunk_s or step <= 0:
+        return 1
+    return 1 + math.ceil((duration_s - options.chunk_s) / step)

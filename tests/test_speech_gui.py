@@ -34,15 +34,22 @@ def settings(tmp_path):
 
 
 @pytest.fixture
-def tab(qtbot, engine, settings, w2v_base_ctc, w2v_cls_weighted):
+def tab(qtbot, engine, settings, w2v_base_ctc, w2v_cls_weighted, monkeypatch):
     t = SpeechTab(engine, settings)
     t.asr_picker.set_model(str(w2v_base_ctc))
     t.cls_picker.set_model(str(w2v_cls_weighted))
     qtbot.addWidget(t)
     t.resize(1000, 700)
     t.show()
-    outcomes = []
-    engine.resultReady.connect(outcomes.append)
+    outcomes = []  # every result of every request the tab submits (each request has its own signals)
+    real_submit = engine.submit
+
+    def submit(*a, **kw):
+        request = real_submit(*a, **kw)
+        request.result.connect(outcomes.append)
+        return request
+
+    monkeypatch.setattr(engine, "submit", submit)
     t.outcomes = outcomes
     yield t
     t.shutdown()
@@ -139,10 +146,9 @@ def test_speculative_final_decode_needs_no_second_decode(qtbot, tab, two_sentenc
     # the final text is the text of a fresh decode of the final's audio
     from engine.results import TranscriptionOptions
     fresh = []
-    tab.engine.resultReady.connect(lambda o: fresh.append(o) if o.stream == "test-fresh" else None)
     for e in final_events:
         real_submit("test-fresh", "speech-recognition", e.audio, TranscriptionOptions(), item_id=e.index,
-                    keep_all=True)
+                    keep_all=True).result.connect(fresh.append)
     qtbot.waitUntil(lambda: len(fresh) == 2, timeout=20_000)
     assert [o.item_id for o in fresh] == [0, 1]
     assert [o.result.text for o in fresh] == [s[3] for s in tab.segments]
@@ -407,10 +413,12 @@ def test_file_progress_is_shown_while_the_tab_is_hidden(qtbot, tab, speech_wav, 
     monkeypatch.setattr(tab.file_bar, "set_fraction", lambda f: (fractions.append(f), real(f))[-1])
     tab.hide()
     assert tab.open_file(speech_wav)
-    tab.engine.progressChanged.emit(S_FILE, 0.5, None)  # as the engine thread reports it
+    request = tab.file.request
+    assert request.stream == S_FILE and request.long
+    request.progress.emit(0.5, None)  # as the engine thread reports it
     assert fractions == [0.5]
     qtbot.waitUntil(lambda: tab.file_result is not None, timeout=20_000)
-    tab.engine.progressChanged.emit(S_FILE, 0.9, None)  # after the result: no file running
+    request.progress.emit(0.9, None)  # after the result: no file running
     assert fractions[-1] != 0.9
 
 

@@ -9,7 +9,7 @@ Live data flow (UI thread unless stated):
                                     --final----> engine stream "speech-final"  (keep_all),
                                                  unless its candidate's decode serves it
         SlidingWindow (1 s every 250 ms)  -----> engine stream "speech-classify" (latest wins)
-    engine thread --resultReady--> _on_result: grey partial text / final rows / top-5 bars
+    engine thread --each request's own result--> _on_result: grey partial text / final rows / top-5 bars
 
 Speculative finals (gui/speculative_finals.py): a pause's "candidate" is decoded before the pause
 is confirmed, and its result serves the matching "final" without a second decode. Finals without a
@@ -19,6 +19,7 @@ The engine thread runs every model; this module imports no torch.
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 from collections import deque
 from pathlib import Path
@@ -85,9 +86,8 @@ class SpeechTab(QWidget):
         self.finals_from_candidates = 0  # finals shown from a candidate's decode (for tests/stats)
         self._build()
         self._restore()
-        for name, slot in (("resultReady", self._on_result), ("errorOccurred", self._on_error),
-                           ("progressChanged", self._on_progress), ("modelLoading", self._on_model_loading),
-                           ("modelLoaded", self._on_model_loaded), ("modelFailed", self._on_model_failed)):
+        for name, slot in (("modelLoading", self._on_model_loading), ("modelLoaded", self._on_model_loaded),
+                           ("modelFailed", self._on_model_failed)):
             getattr(engine, name).connect(slot)
 
     # ================================================================== UI
@@ -323,8 +323,8 @@ class SpeechTab(QWidget):
             win = self.window.push(block)
             if win is not None:
                 end = t_s + len(block) / 16000.0
-                self.engine.submit(S_CLASSIFY, CLS, win, AudioClassificationOptions(top_k=5),
-                                   meta={"start_s": end - len(win) / 16000.0, "end_s": end})
+                self._submit(S_CLASSIFY, CLS, win, AudioClassificationOptions(top_k=5),
+                             meta={"start_s": end - len(win) / 16000.0, "end_s": end})
 
     def _handle_events(self, events: list[SpeechEvent]) -> None:
         for ev in events:
@@ -334,12 +334,12 @@ class SpeechTab(QWidget):
                 self.partial_text = ""
                 self._render_partial()
             elif ev.kind == "partial":
-                self.engine.submit(S_PARTIAL, ASR, ev.audio, TranscriptionOptions(), item_id=ev.index, meta=meta)
+                self._submit(S_PARTIAL, ASR, ev.audio, TranscriptionOptions(), item_id=ev.index, meta=meta)
             elif ev.kind == "candidate":
                 key = (self._recording, ev.index, ev.end_s)
                 self.speculative.submitted(key)
-                self.engine.submit(S_CANDIDATE, ASR, ev.audio, TranscriptionOptions(internals=True), item_id=ev.index,
-                                   meta={**meta, "candidate": True, "key": key}, keep_all=True)
+                self._submit(S_CANDIDATE, ASR, ev.audio, TranscriptionOptions(internals=True), item_id=ev.index,
+                             meta={**meta, "candidate": True, "key": key}, keep_all=True)
             elif ev.kind == "final":
                 self.engine.cancel(S_PARTIAL)
                 action, result = self.speculative.final((self._recording, ev.index, ev.end_s), meta)
@@ -349,8 +349,8 @@ class SpeechTab(QWidget):
                     self._finals_pending += 1
                 else:
                     self._finals_pending += 1
-                    self.engine.submit(S_FINAL, ASR, ev.audio, TranscriptionOptions(internals=True),
-                                       item_id=ev.index, meta=meta, keep_all=True)
+                    self._submit(S_FINAL, ASR, ev.audio, TranscriptionOptions(internals=True),
+                                 item_id=ev.index, meta=meta, keep_all=True)
 
     def _on_source_error(self, message: str) -> None:
         """The source failed: its message stays shown. While recording, stop quietly (the utterance in
@@ -361,6 +361,12 @@ class SpeechTab(QWidget):
             self.stop(quiet=True)
 
     # ================================================================== engine results
+
+    def _submit(self, stream: str, task: str, inputs, options, **kw) -> None:
+        """Submit on one of the tab's live streams; the request's own signals come back here."""
+        request = self.engine.submit(stream, task, inputs, options, **kw)
+        request.result.connect(self._on_result)
+        request.error.connect(functools.partial(self._on_error, stream))
 
     def _on_result(self, outcome) -> None:
         stream = outcome.stream
@@ -385,8 +391,6 @@ class SpeechTab(QWidget):
         elif stream == S_CLASSIFY and isinstance(r, AudioClassificationResult):
             if self.is_recording():
                 self.bars.set_results(r.labels, [float(s) for s in r.scores])
-        elif stream == S_FILE and isinstance(r, TranscriptionResult):
-            self.file.on_result(outcome.item_id, r)
 
     def _show_final(self, index: int, meta: dict, r: TranscriptionResult, from_candidate: bool = False) -> None:
         """Utterance ``index`` is final with text ``r``: a row, the transcript, the CTC strip."""
@@ -421,14 +425,9 @@ class SpeechTab(QWidget):
         else:
             self._render_transcript()
 
-    def _on_progress(self, stream: str, fraction: float, partial) -> None:
-        if stream == S_FILE:  # shown even while the tab is hidden
-            self.file.on_progress(fraction, partial)
-
     def _on_error(self, stream: str, message: str) -> None:
-        if stream in STREAMS or stream in (ASR, CLS):
-            if stream == S_FILE:
-                self.file.on_error()
+        """An error of one of the tab's live requests (file transcription handles its own)."""
+        if stream in STREAMS:
             if stream == S_FINAL:
                 self._finals_pending = max(0, self._finals_pending - 1)
             if stream == S_CANDIDATE and self.speculative.failed() is not None:  # a final waited for it

@@ -53,12 +53,11 @@ class VisionTab(QWidget):
         self._last_outcome: Outcome | None = None
         self._requested_model: str | None = None
         self._model_description = ""
+        self._serving_description = ""  # the model the engine runs now (kept while a new one loads)
         self._model_error = ""
         self.results_received = 0
         self._build()
         self._restore()
-        engine.resultReady.connect(self._on_result)
-        engine.errorOccurred.connect(self._on_engine_error)
         engine.modelLoaded.connect(self._on_model_loaded)
         engine.modelFailed.connect(self._on_model_failed)
         engine.modelLoading.connect(self._on_model_loading)
@@ -237,8 +236,10 @@ class VisionTab(QWidget):
         self._submit(frame_id, rgb, captured)
 
     def _submit(self, frame_id: int, rgb: np.ndarray, captured: float) -> None:
-        self.engine.submit(STREAM, TASK, rgb, self.detection_options(), item_id=frame_id,
-                           meta={"gen": self.sources.gen, "captured": captured})
+        request = self.engine.submit(STREAM, TASK, rgb, self.detection_options(), item_id=frame_id,
+                                     meta={"gen": self.sources.gen, "captured": captured})
+        request.result.connect(self._on_result)  # this request's own signals; it is freed when finished
+        request.error.connect(self._on_engine_error)
 
     def _resubmit_still(self) -> None:
         """A still image does not send new frames: run it again after an option change."""
@@ -306,7 +307,7 @@ class VisionTab(QWidget):
 
     def _on_model_loaded(self, task: str, description: str) -> None:
         if task == TASK:
-            self._model_description = description
+            self._model_description = self._serving_description = description
             self._model_error = ""
             self.perf_panel.show_model(description, TASK)
             self.view.set_message("")
@@ -321,6 +322,8 @@ class VisionTab(QWidget):
             self.view.set_message(message)
         else:  # cancelled: load again on the next start
             self._requested_model = None
+            if self.engine.loaded_model(TASK) is not None and self._serving_description:
+                self.perf_panel.show_model(self._serving_description, TASK)  # the previous model still runs
 
     # ------------------------------------------------------------------ results
 
@@ -344,9 +347,10 @@ class VisionTab(QWidget):
         self._update_counts()
         self._update_inside_label()
 
-    def _on_engine_error(self, stream: str, message: str) -> None:
-        if stream in (STREAM, TASK) and not is_load_cancelled_message(message):  # a cancel is no error
+    def _on_engine_error(self, message: str) -> None:
+        if not is_load_cancelled_message(message):  # a cancelled load is no error
             self.view.set_message(message)
+            self.errorMessage.emit(message)  # the window's one error handler
 
     def _on_dropped(self, stream: str, total: int) -> None:
         if stream == STREAM:
