@@ -202,8 +202,8 @@ def run(argv=None) -> int:
     import numpy as np
     from PySide6.QtWidgets import QApplication
 
-    from engine.results import DetectionOptions, TranscriptionOptions
-    from gui.engine_thread import EngineClient
+    from engine import DetectionOptions, TranscriptionOptions
+    from gui.core.engine_client import EngineClient
 
     from . import detection, speech
 

@@ -68,8 +68,10 @@ def run(args) -> int:
     window.resize(1280, 800)
     window.show()
     tab = window.vision_tab
+    tab.set_task("object-detection")
     tab.model_picker.set_model(model, emit=True)
-    tab.size_combo.setCurrentIndex(max(0, tab.size_combo.findData(args.size)))
+    sizes = tab.presenter().size_combo
+    sizes.setCurrentIndex(max(0, sizes.findData(args.size)))
     results = _ResultCount(tab)  # the Vision tab counts the results of its own requests
 
     # wait for the model to load and the first result, outside the measured window

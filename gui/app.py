@@ -17,10 +17,10 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget, QToolBar,
                                QWidget)
 
-from gui.engine_thread import DEFAULT_MEMORY_LIMIT, EngineClient
-from gui.settings_util import OPEN_DIR_KEY, as_bool
-from gui.widgets.download_dialog import DownloadDialog
-from gui.widgets.pickers import DevicePicker
+from gui.core.engine_client import DEFAULT_MEMORY_LIMIT, EngineClient
+from gui.core.settings import OPEN_DIR_KEY, as_bool
+from gui.common.download_dialog import DownloadDialog
+from gui.common.pickers import DevicePicker
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +82,9 @@ class MainWindow(QMainWindow):
         self.engine.configure(self.device_picker.device(), self.device_picker.precision(), bool(offline))
 
         # tabs -----------------------------------------------------------------------
-        from gui.tabs.speech import SpeechTab
-        from gui.tabs.text import TextTab
-        from gui.tabs.vision import VisionTab
+        from gui.speech.tab import SpeechTab
+        from gui.text.tab import TextTab
+        from gui.vision.tab import VisionTab
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.vision_tab = VisionTab(self.engine, self.settings)
@@ -138,13 +138,7 @@ class MainWindow(QMainWindow):
         help_menu.addAction(QAction("&About Taskscope", self, triggered=self.about))
 
     def about(self) -> None:
-        QMessageBox.about(self, f"About {APP_NAME}",
-                          f"<h3>{APP_NAME} {_version()}</h3>"
-                          "<p>See how Transformer models solve tasks, live on your camera, microphone and "
-                          "files: DETR object detection with its object queries' attention, Wav2Vec2 "
-                          "speech recognition and audio classification.</p>"
-                          "<p>The models are Taskscope's own PyTorch code, loading the real Hugging Face "
-                          "checkpoints.</p><p>Licence: Apache-2.0</p>")
+        QMessageBox.about(self, f"About {APP_NAME}", about_html())
 
     # ------------------------------------------------------------------ settings
 
@@ -165,9 +159,8 @@ class MainWindow(QMainWindow):
         s.setValue("window/tab", self.tabs.currentIndex())
         # device, precision and offline are saved when the user changes them (_on_device_changed,
         # _on_offline_toggled), so a one-off `--offline` or `--device` on the command line stays one-off
-        save = getattr(self.vision_tab, "save_settings", None)
-        if save is not None:
-            save()
+        for i in range(self.tabs.count()):
+            self.tabs.widget(i).save_settings()
         s.sync()
 
     # ------------------------------------------------------------------ engine controls
@@ -360,6 +353,17 @@ def memory_limit(settings: QSettings) -> int:
     return int(mb * 2 ** 20) if mb > 0 else DEFAULT_MEMORY_LIMIT
 
 
+def about_html() -> str:
+    """The About box: what the app does, one line per task as the task declares itself."""
+    import engine
+    rows = "".join(f"<li><b>{cls.title}</b> — {cls.summary}</li>" for cls in engine.all_tasks().values())
+    return (f"<h3>{APP_NAME} {_version()}</h3>"
+            "<p>See how Transformer models solve tasks, live on your camera, microphone and files, and what "
+            f"happens inside the models.</p><ul>{rows}</ul>"
+            "<p>The models are Taskscope's own PyTorch code, loading the real Hugging Face checkpoints.</p>"
+            "<p>Licence: Apache-2.0</p>")
+
+
 def engine_offline_default() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -391,6 +395,8 @@ def run_app(argv: list[str] | None = None) -> int:
     if problem:
         print(f"taskscope: {problem}", file=sys.stderr)
         return 2
+    from gui.core.engine_client import guard_emit_refcount
+    guard_emit_refcount()  # before any signal is emitted (see there: a PySide6 6.12 bug)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.model_dir:
         os.environ["HF_HOME"] = str(Path(args.model_dir).expanduser())

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from engine import load_task
-from engine.results import DetectionOptions
+from engine.types.vision import DetectionOptions
 
 from .fixtures_detr import _hub_style_config, hf_key_to_timm
 

@@ -13,7 +13,7 @@ from PySide6.QtCore import QCoreApplication
 
 import engine
 from engine.errors import Cancelled, InputError, ModelNotAvailable
-from gui.engine_thread import UNKNOWN_FRACTION, EngineClient, Outcome, Request, is_load_cancelled_message
+from gui.core.engine_client import UNKNOWN_FRACTION, EngineClient, Outcome, Request, is_load_cancelled_message
 
 WAIT = 5000
 
@@ -561,7 +561,7 @@ def test_a_newer_choice_cancels_the_load_in_progress(qtbot, client, fake_engine)
 
 def test_many_emits_do_not_exhaust_the_references_to_true(client):
     """PySide6 6.12.0's emit() takes a reference from True each time (see guard_emit_refcount)."""
-    from gui.engine_thread import _Probe
+    from gui.core.engine_client import _Probe
     probe = _Probe()
     for _ in range(50_000):  # more than True's references in this process
         probe.ping.emit()

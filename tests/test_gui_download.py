@@ -119,12 +119,12 @@ def test_first_use_downloads_with_progress_then_draws_boxes(qtbot, window, detr_
 
     # boxes drawn on the image
     assert isinstance(tab.source, ImageSource)
-    shown = tab.view.current_detections()
+    shown = tab.presenter("object-detection").current_detections()
     assert shown is not None and len(shown) > 0 and shown.image_size == (240, 320)
     tab.view.resize(640, 480)
     with_boxes = tab.view.grab().toImage()
-    tab.set_threshold(1.0)  # nothing scores above 1: the same frame without boxes
-    assert len(tab.view.current_detections()) == 0
+    tab.presenter("object-detection").set_threshold(1.0)  # nothing scores above 1: the same frame without boxes
+    assert len(tab.presenter("object-detection").current_detections()) == 0
     assert tab.view.grab().toImage() != with_boxes
 
 
@@ -162,5 +162,5 @@ def test_cancel_during_download_then_open_again_completes(qtbot, window, detr_hu
     assert not w.download_dialog.isVisible()
     assert engine.is_cached(REPO)
     assert log.bytes()[-1]["done"] == total and len(log.bytes()) > n_before
-    assert len(tab.view.current_detections()) > 0
+    assert len(tab.presenter("object-detection").current_detections()) > 0
     assert w.last_error == "" and w.failure_box is None

@@ -12,6 +12,7 @@ from PySide6.QtGui import QDropEvent, QImage
 from gui.app import MainWindow, make_settings
 from gui.sources.switcher import SourceSwitcher
 from gui.sources.video import FALLBACK_FPS, CameraSource, FrameSource, ImageSource, VideoFileSource
+from gui.vision.presenters.object_detection import box_rect
 
 pytestmark = pytest.mark.gui
 
@@ -56,6 +57,11 @@ def window(qtbot, settings_dir):
         w.deleteLater()
 
 
+def det(tab):
+    """The Vision tab's object-detection presenter (created on first use)."""
+    return tab.presenter("object-detection")
+
+
 def wait_results(qtbot, tab, at_least: int, timeout: int = LOAD_TIMEOUT_MS) -> None:
     start = tab.results_received
     qtbot.waitUntil(lambda: tab.results_received >= start + at_least, timeout=timeout)
@@ -64,26 +70,26 @@ def wait_results(qtbot, tab, at_least: int, timeout: int = LOAD_TIMEOUT_MS) -> N
 def test_video_as_camera_draws_boxes_and_threshold_redraws(qtbot, window, video_file):
     w = window()
     tab = w.vision_tab
-    assert tab.threshold() == 0.0
+    assert det(tab).threshold() == 0.0
     tab.start_camera(str(video_file))  # a video file stands in for the webcam
     wait_results(qtbot, tab, 3)
     assert tab.view.frame_id >= 0
     outcome = tab.last_outcome()
     assert outcome.stream == "vision" and outcome.item_id <= tab.view.frame_id  # drawn on the newest frame
-    shown = tab.view.current_detections()
+    shown = det(tab).current_detections()
     assert shown is not None and len(shown) > 0
     assert shown.image_size == (240, 320)
-    assert tab.class_list.count() > 0
+    assert det(tab).classes.list_widget.count() > 0
     tab.stop()
     assert not tab.is_running()
 
     # pixels along a drawn box differ from the same frame drawn without boxes
     view = tab.view
     view.resize(640, 480)
-    rect = view.box_rect(0)
+    rect = box_rect(det(tab).current_detections(), 0, view.image_rect())
     with_boxes = pixels(view.grab().toImage())
-    tab.set_threshold(1.0)  # nothing scores above 1: no boxes, redrawn at once from the last result
-    assert len(view.current_detections()) == 0
+    det(tab).set_threshold(1.0)  # nothing scores above 1: no boxes, redrawn at once from the last result
+    assert len(det(tab).current_detections()) == 0
     without = pixels(view.grab().toImage())
     x0, y0 = int(np.clip(rect.left(), 0, 639)), int(np.clip(rect.top(), 0, 479))
     x1, y1 = int(np.clip(rect.right(), 0, 639)), int(np.clip(rect.bottom(), 0, 479))
@@ -95,40 +101,44 @@ def test_video_as_camera_draws_boxes_and_threshold_redraws(qtbot, window, video_
 
     # the slider changes what is drawn without waiting for the model (random weights give
     # near-equal scores, so go just below and just above them)
-    tab.threshold_slider.setValue(0)
-    scores = view.current_detections().scores
+    det(tab).threshold_slider.setValue(0)
+    scores = det(tab).current_detections().scores
     n_all = len(scores)
-    tab.threshold_slider.setValue(int(np.floor(scores.min() * 1000)) - 1)
-    assert len(view.current_detections()) == n_all
-    tab.threshold_slider.setValue(int(np.ceil(scores.max() * 1000)) + 1)
-    assert len(view.current_detections()) == 0
-    assert tab.count_label.text().startswith("0 drawn")
-    tab.threshold_slider.setValue(0)
-    assert tab.count_label.text().startswith(f"{n_all} drawn")
+    det(tab).threshold_slider.setValue(int(np.floor(scores.min() * 1000)) - 1)
+    assert len(det(tab).current_detections()) == n_all
+    det(tab).threshold_slider.setValue(int(np.ceil(scores.max() * 1000)) + 1)
+    assert len(det(tab).current_detections()) == 0
+    assert det(tab).detections.count_label.text().startswith("0 drawn")
+    det(tab).threshold_slider.setValue(0)
+    assert det(tab).detections.count_label.text().startswith(f"{n_all} drawn")
 
 
-def test_view_threshold_and_class_filter(qtbot):
-    """The view draws result.above(threshold) minus hidden classes, immediately."""
-    from engine.results import DetectionResult
-    from gui.widgets.video_view import VideoView
+def test_detection_presenter_threshold_and_class_filter(qtbot):
+    """The presenter draws result.above(threshold) minus hidden classes, immediately."""
+    from engine.types.vision import DetectionResult
+    from gui.vision.presenters.object_detection import Presenter
+    from gui.vision.widgets.video_view import VideoView
     view = VideoView()
     qtbot.addWidget(view)
+    presenter = Presenter(make_settings())
+    view.set_overlay(presenter)
     view.resize(400, 300)
     view.set_frame(0, np.zeros((240, 320, 3), np.uint8))
     r = DetectionResult(np.array([[10, 10, 100, 100], [50, 60, 200, 220], [5, 5, 40, 40]], np.float32),
                         np.array([0.9, 0.5, 0.2], np.float32), np.array([1, 4, 1]), ("person", "car", "person"),
                         (240, 320), 0.1, np.array([3, 5, 7]))
-    view.set_result(r)
-    view.set_threshold(0.1)
-    assert len(view.current_detections()) == 3
-    view.set_threshold(0.4)
-    assert view.current_detections().labels == ("person", "car")
-    view.set_hidden_classes({"person"})
-    assert view.current_detections().labels == ("car",)
-    assert list(view.current_detections().query_ids) == [5]
-    view.set_hidden_classes(set())
-    view.set_threshold(0.95)
-    assert len(view.current_detections()) == 0
+    presenter.set_result(r)
+    presenter.set_threshold(0.1)
+    assert len(presenter.current_detections()) == 3
+    presenter.set_threshold(0.4)
+    assert presenter.current_detections().labels == ("person", "car")
+    presenter.classes.list_widget.findItems("person", Qt.MatchFlag.MatchExactly)[0].setCheckState(
+        Qt.CheckState.Unchecked)
+    assert presenter.current_detections().labels == ("car",)
+    assert list(presenter.current_detections().query_ids) == [5]
+    presenter.classes.check_all(True)
+    presenter.set_threshold(0.95)
+    assert len(presenter.current_detections()) == 0
     img = view.render_annotated()
     assert (img.width(), img.height()) == (320, 240)
 
@@ -136,25 +146,26 @@ def test_view_threshold_and_class_filter(qtbot):
 def test_click_box_selects_query_and_shows_attention(qtbot, window, image_file):
     w = window()
     tab = w.vision_tab
-    tab.attention_check.setChecked(True)
+    det(tab).attention_check.setChecked(True)
     assert tab.open_file(image_file)
-    qtbot.waitUntil(lambda: tab.last_outcome() is not None and tab.view.result.internals is not None,
+    qtbot.waitUntil(lambda: tab.last_outcome() is not None and det(tab).result.internals is not None,
                     timeout=LOAD_TIMEOUT_MS)
     view = tab.view
     view.resize(640, 480)
-    r = view.current_detections()
+    r = det(tab).current_detections()
     # the smallest box is the one a click inside it selects
     areas = (r.boxes[:, 2] - r.boxes[:, 0]) * (r.boxes[:, 3] - r.boxes[:, 1])
     i = int(np.argmin(areas))
     before = pixels(view.grab().toImage())
-    centre = view.box_rect(i).center()
-    q = view.select_at(QPointF(centre))
-    assert q in set(int(x) for x in r.query_ids) and view.selected_query == q
-    assert f"Object query #{q}" in tab.inside_label.text()
+    centre = box_rect(r, i, view.image_rect()).center()
+    view.click_at(QPointF(centre))
+    q = det(tab).selected_query
+    assert q in set(int(x) for x in r.query_ids)
+    assert f"Object query #{q}" in det(tab).attention.inside_label.text()
     after = pixels(view.grab().toImage())
     assert (np.abs(after.astype(int) - before.astype(int)).sum(-1) > 30).mean() > 0.05  # heat map drawn
-    view.select_at(QPointF(1, 1))  # outside the image: clears
-    assert view.selected_query == -1
+    view.click_at(QPointF(1, 1))  # outside the image: clears
+    assert det(tab).selected_query == -1
 
 
 def test_corrupt_drop_shows_error_and_window_keeps_working(qtbot, window, corrupt_image_file, image_file, tmp_path):
@@ -181,7 +192,7 @@ def test_corrupt_drop_shows_error_and_window_keeps_working(qtbot, window, corrup
     assert w.handle_drop(mime3) is True
     qtbot.waitUntil(lambda: tab.last_outcome() is not None, timeout=LOAD_TIMEOUT_MS)
     assert isinstance(tab.source, ImageSource)
-    assert tab.view.frame_size.width() == 320 and len(tab.view.current_detections()) > 0
+    assert tab.view.frame_size.width() == 320 and len(det(tab).current_detections()) > 0
 
 
 def test_failed_image_keeps_what_is_shown(qtbot, window, image_file, empty_file):
@@ -189,11 +200,11 @@ def test_failed_image_keeps_what_is_shown(qtbot, window, image_file, empty_file)
     tab = w.vision_tab
     tab.open_file(image_file)
     qtbot.waitUntil(lambda: tab.last_outcome() is not None, timeout=LOAD_TIMEOUT_MS)
-    shown = tab.view.current_detections()
+    shown = det(tab).current_detections()
     tab.open_file(empty_file)
     qtbot.waitUntil(lambda: "empty" in w.last_error, timeout=10_000)
-    assert tab.view.frame_id == 0 and tab.view.current_detections() is not None
-    assert len(tab.view.current_detections()) == len(shown)
+    assert tab.view.frame_id == 0 and det(tab).current_detections() is not None
+    assert len(det(tab).current_detections()) == len(shown)
 
 
 def test_snapshot_writes_png_and_json(qtbot, window, image_file, tmp_path):
@@ -202,7 +213,7 @@ def test_snapshot_writes_png_and_json(qtbot, window, image_file, tmp_path):
     assert tab.snapshot(tmp_path / "nothing.png") is None  # nothing shown yet: a message, no file
     tab.open_file(image_file)
     qtbot.waitUntil(lambda: tab.last_outcome() is not None, timeout=LOAD_TIMEOUT_MS)
-    tab.set_threshold(0.0)
+    det(tab).set_threshold(0.0)
     out = tab.snapshot(tmp_path / "shots" / "snap")
     assert out == tmp_path / "shots" / "snap.png" if (tmp_path / "shots").exists() else out is None
     if out is None:  # the folder did not exist: error shown, retry in an existing folder
@@ -213,7 +224,7 @@ def test_snapshot_writes_png_and_json(qtbot, window, image_file, tmp_path):
     assert (img.width(), img.height()) == (320, 240)
     data = json.loads(out.with_suffix(".json").read_text())
     assert data["image"] == out.name
-    assert len(data["detections"]) == len(tab.view.current_detections()) > 0
+    assert len(data["detections"]) == len(det(tab).current_detections()) > 0
     first = data["detections"][0]
     assert set(first) == {"label", "label_id", "score", "box"} and len(first["box"]) == 4
     assert make_settings().value("vision/snapshot_dir") == str(out.parent)
@@ -224,17 +235,17 @@ def test_settings_remembered_across_windows(qtbot, window, detr_checkpoint):
     width = max(790, w.minimumSizeHint().width())  # the offscreen screen is 800 px wide
     w.resize(width, 707)
     w.tabs.setCurrentIndex(2)
-    w.vision_tab.set_threshold(0.42)
-    w.vision_tab.size_combo.setCurrentIndex(w.vision_tab.size_combo.findData(512))
-    w.vision_tab.attention_check.setChecked(False)
+    det(w.vision_tab).set_threshold(0.42)
+    det(w.vision_tab).size_combo.setCurrentIndex(det(w.vision_tab).size_combo.findData(512))
+    det(w.vision_tab).attention_check.setChecked(False)
     assert "later release" in w.text_tab.findChildren(type(w.model_status))[1].text()
     assert w.shutdown()
     w2 = window()
     assert w2.tabs.currentIndex() == 2
     assert (w2.width(), w2.height()) == (width, 707)
-    assert abs(w2.vision_tab.threshold() - 0.42) < 1e-6
-    assert w2.vision_tab.input_size() == 512
-    assert not w2.vision_tab.attention_check.isChecked()
+    assert abs(det(w2.vision_tab).threshold() - 0.42) < 1e-6
+    assert det(w2.vision_tab).input_size() == 512
+    assert not det(w2.vision_tab).attention_check.isChecked()
     assert w2.vision_tab.model_picker.current_model() == str(detr_checkpoint)
     assert w2.device_picker.device() == w.device_picker.device()
     assert w2.device_picker.precision() == "exact"
@@ -312,7 +323,7 @@ def test_download_dialog_shows_bytes_and_cancels(qtbot, window, monkeypatch):
 
 def test_source_combo_finds_items_by_value(qtbot):
     """The camera chosen last time is found again, and re-showing the same file keeps one entry."""
-    from gui.widgets.source_combo import SourceCombo
+    from gui.vision.widgets.source_combo import SourceCombo
     combo = SourceCombo(cameras=[0, 1, 2])
     qtbot.addWidget(combo)
     assert combo.camera_index(2) == 2
@@ -423,7 +434,7 @@ def test_replaced_source_is_retired_not_waited_for(qtbot, video_file):
 
 
 def test_view_converts_lazily_caches_the_scaled_frame_and_idles(qtbot):
-    from gui.widgets.video_view import VideoView
+    from gui.vision.widgets.video_view import VideoView
     view = VideoView()
     qtbot.addWidget(view)
     view.resize(400, 300)
@@ -438,7 +449,7 @@ def test_view_converts_lazily_caches_the_scaled_frame_and_idles(qtbot):
     assert view.conversions == 1 and view.frame_size.width() == 80
     qtbot.waitUntil(lambda: not view._repaint.isActive(), timeout=5000)
     painted = view.paint_count
-    view.set_threshold(0.5)  # an overlay change repaints without converting the frame again
+    view.refresh()  # an overlay change repaints without converting the frame again
     qtbot.waitUntil(lambda: view.paint_count > painted, timeout=5000)
     assert view.conversions == 1
     assert pixels(view.grab().toImage())[150, 200].tolist() == [160, 160, 160]  # the newest frame
@@ -498,7 +509,7 @@ def test_command_line_overrides_are_not_remembered(qtbot, tmp_path):
 def test_splitter_layout_is_remembered(qtbot, tmp_path):
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QLabel, QSplitter
-    from gui.settings_util import remember_splitter
+    from gui.core.settings import remember_splitter
     settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
     a = QSplitter()
     qtbot.addWidget(a)

@@ -24,7 +24,7 @@ def test_safetensors_and_bin_give_the_same_tensors(detr_timm_checkpoint, detr_bi
 
 
 def test_bin_checkpoint_runs_the_task(detr_bin_checkpoint, detr_timm_checkpoint, detr_test_image):
-    from engine.results import DetectionOptions
+    from engine.types.vision import DetectionOptions
     opts = DetectionOptions(threshold=0.05, shortest_edge=128, longest_edge=200)
     a = load_task("object-detection", str(detr_bin_checkpoint), device="cpu")(detr_test_image, opts)
     b = load_task("object-detection", str(detr_timm_checkpoint), device="cpu")(detr_test_image, opts)

@@ -12,7 +12,7 @@ from engine import load_task
 from engine.device import Placement
 from engine.errors import CheckpointError, InputError
 from engine.imageio import read_image, to_rgb
-from engine.results import DetectionOptions, DetectionResult
+from engine.types.vision import DetectionOptions, DetectionResult
 from engine.tasks.object_detection import ObjectDetection, resize_output_size
 
 SMALL = DetectionOptions(threshold=0.05, shortest_edge=128, longest_edge=200)

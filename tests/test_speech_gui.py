@@ -11,10 +11,10 @@ import pytest
 import soundfile as sf
 from PySide6.QtCore import QSettings
 
-from gui.engine_thread import EngineClient
+from gui.core.engine_client import EngineClient
 from gui.sources.audio_file import AudioFileSource
 from gui.sources.microphone import AudioSource, list_input_devices
-from gui.tabs.speech import S_CANDIDATE, S_CLASSIFY, S_FILE, S_FINAL, S_PARTIAL, SpeechTab
+from gui.speech.tab import S_CANDIDATE, S_CLASSIFY, S_FILE, S_FINAL, S_PARTIAL, SpeechTab
 
 pytestmark = pytest.mark.gui
 
@@ -144,7 +144,7 @@ def test_speculative_final_decode_needs_no_second_decode(qtbot, tab, two_sentenc
     cands = [m for s, m in submitted if s == S_CANDIDATE]
     assert len(cands) >= 2 and tab.finals_from_candidates == 2
     # the final text is the text of a fresh decode of the final's audio
-    from engine.results import TranscriptionOptions
+    from engine.types.audio import TranscriptionOptions
     fresh = []
     for e in final_events:
         real_submit("test-fresh", "speech-recognition", e.audio, TranscriptionOptions(), item_id=e.index,
@@ -360,7 +360,7 @@ def test_a_source_error_while_recording_stops_quietly(qtbot, tab):
 def test_a_second_recording_appends_after_the_first(qtbot, tab, two_sentences):
     from types import SimpleNamespace
 
-    from gui.widgets.transcript_view import fmt_t
+    from gui.speech.widgets.transcript_view import fmt_t
 
     path, _ = two_sentences
     for n in (2, 4):  # two recordings of the same file: the stream times restart at 0
@@ -448,7 +448,7 @@ def test_blocks_queued_by_a_stopped_source_do_not_reach_the_next_session(qtbot, 
 def test_transcript_view_updates_in_place():
     from PySide6.QtWidgets import QTextBrowser
 
-    from gui.widgets.transcript_view import TranscriptView, esc
+    from gui.speech.widgets.transcript_view import TranscriptView, esc
 
     def reference(finals, partial="", in_speech=False):  # what show_live used to draw (setHtml)
         html = " ".join(esc(t) for t in finals if t)

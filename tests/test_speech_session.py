@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gui.speech_session import EndpointConfig, SlidingWindow, SpeechSession
+from gui.speech.session import EndpointConfig, SlidingWindow, SpeechSession
 from tests.conftest import unavailable
 
 SR = 16_000
@@ -255,7 +255,7 @@ def test_flush_and_forced_splits_give_finals_without_candidates():
 
 def test_speculative_finals_bookkeeping():
     """A final is served by its candidate's result (now or when it arrives); others need a decode."""
-    from gui.speculative_finals import SpeculativeFinals
+    from gui.speech.speculative_finals import SpeculativeFinals
     sf = SpeculativeFinals()
     a, b, c = (1, 0, 2.0), (1, 1, 5.0), (1, 1, 6.0)
     sf.submitted(a)

@@ -12,7 +12,7 @@ from engine import (AudioClassificationOptions, CancelToken, Cancelled, InputErr
 from engine import ctc
 from engine.io import export
 from engine.audio import load_audio
-from engine.results import Span
+from engine.types.audio import Span
 from engine.tasks.speech_recognition import chunk_plan
 from tests.fixtures_wav2vec2 import VOCAB
 

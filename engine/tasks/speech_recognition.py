@@ -164,6 +164,11 @@ class SpeechRecognition(Task):
         for _, result in self._steps(inputs, options, cancel, partials=True):
             yield result
 
+    def steps(self, inputs: Any, options: TranscriptionOptions | None = None, *,
+              cancel: CancelToken | None = None) -> Iterator[tuple[float, TranscriptionResult]]:
+        """One step per chunk: (fraction of the audio done, transcript so far), the final result last."""
+        yield from self._steps(inputs, options, cancel, partials=True)
+
     def logits(self, samples: np.ndarray) -> torch.Tensor:
         """(N,) samples of one chunk -> CTC logits (T, vocab) float32 on the CPU."""
         x = torch.from_numpy(self.features(samples))[None]  # (1, N)

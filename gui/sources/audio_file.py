@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QElapsedTimer, QObject, QTimer, Signal
 
-from .microphone import BLOCK_S, SAMPLE_RATE, AudioSource, StreamResampler
+from gui.sources.microphone import BLOCK_S, SAMPLE_RATE, AudioSource, StreamResampler
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QGroupBox, QStackedWidget, QVBoxLayout, QWidget
 
-from .bars import BarsView
-from .file_job_bar import FileJobBar
-from .transcript_view import TranscriptView
+from gui.common.bars import BarsView
+from gui.speech.widgets.file_job_bar import FileJobBar
+from gui.speech.widgets.transcript_view import TranscriptView
 
 
 class SpeechPages(QStackedWidget):

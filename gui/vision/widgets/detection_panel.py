@@ -4,7 +4,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
-from engine.results import DetectionResult
+from engine.types.vision import DetectionResult
 
 
 class DetectionPanel(QGroupBox):

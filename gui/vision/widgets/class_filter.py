@@ -7,7 +7,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, \
     QWidget
 
-from gui.widgets.video_view import class_colour
+from gui.common.painting import class_colour
 
 
 class ClassFilter(QGroupBox):

@@ -5,7 +5,7 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QGroupBox, QLabel, QVBoxLayout, QWidget
 
-from engine.results import DetectionResult
+from engine.types.vision import DetectionResult
 
 
 class AttentionPanel(QGroupBox):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QComboBox, QGridLayout, QLabel, QPushButton, QWidget
 
-from .mic_picker import MicPicker
-from .pickers import ModelPicker
+from gui.speech.widgets.mic_picker import MicPicker
+from gui.common.pickers import ModelPicker
 
 
 class SpeechControls(QWidget):

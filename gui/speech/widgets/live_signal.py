@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QVBoxLayout, QWidget
 
-from .level_meter import LevelMeter
-from .spectrogram import SpectrogramView
-from .waveform import WaveformView
+from gui.speech.widgets.level_meter import LevelMeter
+from gui.speech.widgets.spectrogram import SpectrogramView
+from gui.speech.widgets.waveform import WaveformView
 
 
 class LiveSignalView(QFrame):

@@ -28,20 +28,21 @@ import numpy as np
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QLabel, QSplitter, QVBoxLayout, QWidget
 
-from engine.results import (AudioClassificationOptions, AudioClassificationResult, TranscriptionOptions,
+from engine.types.audio import (AudioClassificationOptions, AudioClassificationResult, TranscriptionOptions,
                             TranscriptionResult)
 
-from ..sources.audio_file import AudioFileSource
-from ..sources.microphone import AudioSource, BlockRelay
-from ..settings_util import OPEN_DIR_KEY, remember_splitter
-from ..speculative_finals import SpeculativeFinals
-from ..speech_session import SlidingWindow, SpeechEvent, SpeechSession
-from ..file_transcription import STREAM as S_FILE
-from ..file_transcription import FileTranscription
-from ..widgets.live_signal import LiveSignalView
-from ..widgets.space_toggle import SpaceToggle
-from ..widgets.speech_controls import SpeechControls
-from ..widgets.speech_pages import SpeechPages
+from gui.sources.audio_file import AudioFileSource
+from gui.sources.microphone import AudioSource, BlockRelay
+from gui.core.task_tab import TaskTab
+from gui.core.settings import OPEN_DIR_KEY, remember_splitter
+from gui.speech.speculative_finals import SpeculativeFinals
+from gui.speech.session import SlidingWindow, SpeechEvent, SpeechSession
+from gui.speech.file_transcription import STREAM as S_FILE
+from gui.speech.file_transcription import FileTranscription
+from gui.speech.widgets.live_signal import LiveSignalView
+from gui.speech.widgets.space_toggle import SpaceToggle
+from gui.speech.widgets.speech_controls import SpeechControls
+from gui.speech.widgets.speech_pages import SpeechPages
 
 log = logging.getLogger(__name__)
 
@@ -55,22 +56,20 @@ NO_MIC = "No microphone found. Connect one and press ⟳, or open an audio file.
 MAX_EVENTS = 1000  # SpeechTab.events keeps the latest ones (a long session would grow it without bound)
 
 
-class SpeechTab(QWidget):
+class SpeechTab(TaskTab):
     """Live speech (microphone) and audio files through the engine's speech tasks."""
 
+    domain = "audio"
     recordingChanged = Signal(bool)
     message = Signal(str)  # what the tab shows in its message line (also for tests)
-    errorMessage = Signal(str)  # the messages shown as errors (also sent on ``message``)
 
     def __init__(self, engine, settings: QSettings, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(engine, settings, parent)
         self.setObjectName("SpeechTab")
-        self.engine = engine
-        self.settings = settings
         self.source: AudioSource | None = None
         self._source_override: AudioSource | None = None
         self.session = SpeechSession()
-        self.window = SlidingWindow(1.0, 0.25)
+        self.sliding = SlidingWindow(1.0, 0.25)  # the classifier's 1 s window (not QWidget.window())
         self.segments: list[tuple[int, float, float, str]] = []  # (utterance, start, end, text) finals
         self._segment_order: list[tuple[int, float]] = []  # (recording, start) of each segment, sorted
         self.events: deque[tuple[str, int, float, float]] = deque(maxlen=MAX_EVENTS)  # (kind, index, start, end)
@@ -187,7 +186,7 @@ class SpeechTab(QWidget):
         if isinstance(source, AudioFileSource):
             source.finished.connect(self.stop)
         self.session.reset()
-        self.window.reset()
+        self.sliding.reset()
         self.signal_view.reset()
         self.partial_text = ""
         self._finalized.clear()
@@ -270,7 +269,7 @@ class SpeechTab(QWidget):
         if not self.mic_picker.refresh(remembered, rescan=rescan and not self.is_recording()):
             self._say(NO_MIC)
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_ms: int = 3000) -> bool:
         """Stop the source and the tab's engine streams (the app shuts the engine down)."""
         if self.source is not None:
             self.source.stop()
@@ -283,6 +282,7 @@ class SpeechTab(QWidget):
             except Exception:  # noqa: BLE001 - engine already gone
                 pass
         self.settings.setValue("speech/mode", self.mode.currentData())
+        return True
 
     # ================================================================== sources and endpointing
 
@@ -320,7 +320,7 @@ class SpeechTab(QWidget):
         if self.live_task == ASR:
             self._handle_events(self.session.feed(block, t_s))
         else:
-            win = self.window.push(block)
+            win = self.sliding.push(block)
             if win is not None:
                 end = t_s + len(block) / 16000.0
                 self._submit(S_CLASSIFY, CLS, win, AudioClassificationOptions(top_k=5),

@@ -4,15 +4,17 @@ from __future__ import annotations
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from gui.core.task_tab import TaskTab
+
 PLANNED = ("text classification", "named-entity recognition", "question answering", "fill-mask",
            "text generation", "summarization", "translation")
 
 
-class TextTab(QWidget):
+class TextTab(TaskTab):
+    domain = "text"
+
     def __init__(self, engine, settings: QSettings, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.engine = engine
-        self.settings = settings
+        super().__init__(engine, settings, parent)
         title = QLabel("Text tasks are not available in this version")
         f = title.font()
         f.setPointSizeF(f.pointSizeF() * 1.35)
@@ -20,8 +22,9 @@ class TextTab(QWidget):
         title.setFont(f)
         body = QLabel(
             "Text tasks — " + ", ".join(PLANNED) + " — arrive in a later release, running BERT, GPT-2, "
-            "BART and T5 from their real checkpoints.\n\nFor now, use the Vision tab (object detection on a "
-            "camera, video or image) and the Speech tab (speech recognition and audio classification).")
+            "BART and T5 from their real checkpoints.\n\nFor now, use the Vision tab (object detection and "
+            "image classification on a camera, video or image) and the Speech tab (speech recognition and "
+            "audio classification).")
         body.setWordWrap(True)
         body.setMaximumWidth(560)
         for w in (title, body):
@@ -33,12 +36,3 @@ class TextTab(QWidget):
         layout.addSpacing(12)
         layout.addWidget(body, 0, Qt.AlignmentFlag.AlignHCenter)
         layout.addStretch(2)
-
-    def handled_suffixes(self) -> set[str]:
-        return set()
-
-    def open_file(self, path) -> bool:
-        return False
-
-    def shutdown(self) -> None:
-        pass

@@ -13,7 +13,7 @@ from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QSplitter, QTableWidget, QTableWidgetItem,
                                QTextBrowser, QVBoxLayout, QWidget)
 
-from .ctc_strip import CTCStrip
+from gui.speech.widgets.ctc_strip import CTCStrip
 
 
 def fmt_t(t: float) -> str:

@@ -9,9 +9,9 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.results import TranscriptionOptions, TranscriptionResult
+from engine.types.audio import TranscriptionOptions, TranscriptionResult
 
-from .transcript_export import ask_export_path, write_transcript
+from gui.speech.transcript_export import ask_export_path, write_transcript
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QToolButton, QWidget
 
-from ..sources.audio_file import AudioFileSource
-from ..sources.microphone import AudioSource, MicrophoneSource, list_input_devices, rescan_devices
+from gui.sources.audio_file import AudioFileSource
+from gui.sources.microphone import AudioSource, MicrophoneSource, list_input_devices, rescan_devices
 
 FAKE_MIC_ENV = "TASKSCOPE_FAKE_MIC"  # a WAV path offered as an extra "microphone" (demos)
 _FILE_PREFIX = "file:"

@@ -1,13 +1,12 @@
-"""Writing a snapshot: the annotated frame as PNG and the drawn detections as JSON next to it."""
+"""Writing a snapshot: the annotated frame as PNG and what is drawn on it as JSON next to it."""
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 
 from PySide6.QtGui import QImage
 
-from engine.results import DetectionResult
+from engine.io.export import dumps
 
 
 class SnapshotError(Exception):
@@ -20,11 +19,12 @@ def png_path(path: str | Path) -> Path:
     return path if path.suffix.lower() == ".png" else path.with_suffix(".png")
 
 
-def write_snapshot(image: QImage, path: Path, result: DetectionResult | None, meta: dict) -> Path:
-    """Save ``image`` at ``path`` (PNG) and the detections at ``path`` with .json; return the JSON's path.
+def write_snapshot(image: QImage, path: Path, meta: dict, drawn: dict) -> Path:
+    """Save ``image`` at ``path`` (PNG) and a JSON description at ``path`` with .json; return its path.
 
-    The JSON holds ``"image"`` (the PNG's name), then ``meta``'s items in order, then the image
-    size, the time saved and the detections. Raises SnapshotError if either file cannot be written.
+    The JSON holds ``"image"`` (the PNG's name), then ``meta``'s items in order, then the image size,
+    the time saved, then what the task drew (``drawn``: the presenter's snapshot, e.g. the
+    detections). Raises SnapshotError if either file cannot be written.
     """
     if not image.save(str(path), "PNG"):
         raise SnapshotError(f"Could not write {path}.")
@@ -33,11 +33,11 @@ def write_snapshot(image: QImage, path: Path, result: DetectionResult | None, me
         **meta,
         "image_size": {"width": image.width(), "height": image.height()},
         "saved_at": datetime.now().isoformat(timespec="seconds"),
-        "detections": result.to_json() if result is not None else [],
+        **drawn,
     }
     json_path = path.with_suffix(".json")
     try:
-        json_path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        json_path.write_text(dumps(data) + "\n", encoding="utf-8")
     except OSError as exc:
         raise SnapshotError(f"Could not write {json_path}: {exc.strerror or exc}") from exc
     return json_path

@@ -1,0 +1,1 @@
+"""The app's core: the engine client (QThread workers, per-request handles), the task-tab base, settings."""

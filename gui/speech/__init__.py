@@ -1,0 +1,1 @@
+"""The Speech tab: microphone and audio files, speech recognition and audio classification."""
