@@ -172,23 +172,24 @@ class Presenter(VisionPresenter):
         p.setFont(font)
         fm = QFontMetricsF(font)
         row_h = fm.height() + 6 * scale
-        width = min(target.width() - 16 * scale, max(fm.horizontalAdvance(l) for l in r.labels) + 120 * scale) \
-            if len(r) else 0
-        if not len(r) or width <= 40:
+        bar_w = 60 * scale
+        texts = [f"{100 * float(score):5.1f}%  {label}" for label, score in zip(r.labels, r.scores)]
+        if not texts:
+            return
+        width = min(target.width() - 16 * scale, max(fm.horizontalAdvance(t) for t in texts) + bar_w + 22 * scale)
+        if width <= 40:
             return
         card = QRectF(target.x() + 8 * scale, target.y() + 8 * scale, width, row_h * len(r) + 8 * scale)
         path = QPainterPath()
         path.addRoundedRect(card, 6 * scale, 6 * scale)
         p.fillPath(path, QColor(0, 0, 0, 150))
-        bar_w = 60 * scale
-        for i, (label, score) in enumerate(zip(r.labels, r.scores)):
+        for i, (text, score) in enumerate(zip(texts, r.scores)):
             y = card.top() + 4 * scale + i * row_h
             bar = QRectF(card.left() + 6 * scale, y + 3 * scale, bar_w, row_h - 6 * scale)
             p.fillRect(bar, QColor(255, 255, 255, 40))
             p.fillRect(QRectF(bar.left(), bar.top(), max(1.0, bar_w * float(score)), bar.height()),
                        QColor(40, 170, 110) if i == 0 else QColor(70, 140, 230))
             p.setPen(QColor(255, 255, 255))
-            text = f"{100 * float(score):5.1f}%  {label}"
             p.drawText(QRectF(bar.right() + 6 * scale, y, card.right() - bar.right() - 10 * scale, row_h),
                        Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
                        fm.elidedText(text, Qt.TextElideMode.ElideRight, card.right() - bar.right() - 10 * scale))
