@@ -4,6 +4,7 @@ between machines where milliseconds do not (the CPUs of this project's machines 
 from __future__ import annotations
 
 import functools
+import math
 import platform
 import resource
 import time
@@ -40,10 +41,32 @@ def gemm_gflops(dtype_name: str = "float32", device: str = "cpu") -> float:
     return 2 * n ** 3 / best / 1e9
 
 
+def _linear_flops(x_shape, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of any linear op: 2 x rows x in x out."""
+    return 2 * math.prod(out_shape) * x_shape[-1]
+
+
+@functools.cache
+def _count_packed_linears() -> None:
+    """FlopCounterMode knows aten's matmuls, not the packed oneDNN / MKL linear ops our models use at
+    load time (engine/models/optimize.py): teach it, or our floor would leave most FLOPs out."""
+    import torch
+    from torch.utils.flop_counter import register_flop_formula
+    for name in ("mkldnn._linear_pointwise", "mkl._mkl_linear"):
+        namespace, op = name.split(".")
+        packet = getattr(getattr(torch.ops, namespace), op, None)
+        if packet is not None:
+            try:
+                register_flop_formula(packet)(_linear_flops)
+            except (RuntimeError, ValueError):  # already registered
+                pass
+
+
 def count_flops(fn) -> int:
-    """FLOPs of one call of ``fn()`` (matrix products and convolutions, as FlopCounterMode counts)."""
+    """FLOPs of one call of ``fn()`` (matrix products, packed linears and convolutions)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
+    _count_packed_linears()
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:
         fn()

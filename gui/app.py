@@ -15,17 +15,17 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget, QToolBar,
-                               QWidget)
+                               QVBoxLayout, QWidget)
 
 from gui.core.engine_client import DEFAULT_MEMORY_LIMIT, EngineClient
 from gui.core.settings import OPEN_DIR_KEY, as_bool
 from gui.common.download_dialog import DownloadDialog
+from gui.common.message_area import MessageArea
 from gui.common.pickers import DevicePicker
 
 log = logging.getLogger(__name__)
 
 APP_NAME = "Taskscope"
-ERROR_TIMEOUT_MS = 15000
 #: an error identical to the last one within this many seconds is not shown or logged again
 REPEAT_ERROR_S = 5.0
 
@@ -97,7 +97,14 @@ class MainWindow(QMainWindow):
                 signal = getattr(tab, sig, None)
                 if signal is not None and hasattr(signal, "connect"):
                     signal.connect(handler)
-        self.setCentralWidget(self.tabs)
+        self.message_area = MessageArea()
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.message_area)
+        column.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
 
         # status bar, errors, model loading -------------------------------------------
         self.model_status = QLabel()
@@ -134,6 +141,11 @@ class MainWindow(QMainWindow):
             action.triggered.connect(lambda _=False, i=i: self.tabs.setCurrentIndex(i))
             view_menu.addAction(action)
             self.addAction(action)  # shortcut works with the menu bar hidden too
+        view_menu.addSeparator()
+        messages = QAction("&Messages…", self, shortcut=QKeySequence("Ctrl+Shift+M"),
+                           triggered=lambda: self.message_area.open_history())
+        view_menu.addAction(messages)
+        self.addAction(messages)
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(QAction("&About Taskscope", self, triggered=self.about))
 
@@ -229,12 +241,13 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ messages
 
     def show_status(self, message: str, timeout_ms: int = 6000) -> None:
+        """Routine news, in the status bar; it never hides a problem (those are in the message area)."""
         if message:
-            self.statusBar().setStyleSheet("")
             self.statusBar().showMessage(message, timeout_ms)
 
-    def show_error(self, message: str) -> None:
-        """The one place errors are shown: the status bar (model load failures also get a dialog)."""
+    def show_error(self, message: str, level: str = "error") -> None:
+        """The one place problems are shown: the message area above the tabs, kept until the user
+        dismisses it or a newer problem replaces it (model load failures also get a dialog)."""
         if not message:
             return
         now = time.monotonic()
@@ -243,13 +256,7 @@ class MainWindow(QMainWindow):
             return
         self.last_error, self._last_error_at = message, now
         log.warning("%s", message)
-        self.statusBar().setStyleSheet("QStatusBar { color: palette(bright-text); background: #9b2c2c; }")
-        self.statusBar().showMessage(f"⚠  {message}", ERROR_TIMEOUT_MS)
-        QTimer.singleShot(ERROR_TIMEOUT_MS, self._clear_error_style)
-
-    def _clear_error_style(self) -> None:
-        if not self.statusBar().currentMessage():
-            self.statusBar().setStyleSheet("")
+        self.message_area.show_problem(message, level)
 
     # ------------------------------------------------------------------ files
 

@@ -177,7 +177,7 @@ def test_corrupt_drop_shows_error_and_window_keeps_working(qtbot, window, corrup
                        Qt.KeyboardModifier.NoModifier)
     w.dropEvent(event)
     qtbot.waitUntil(lambda: "corrupt.png" in w.last_error, timeout=10_000)
-    assert "corrupt.png" in w.statusBar().currentMessage()
+    assert "corrupt.png" in w.message_area.text()
     assert w.tabs.currentWidget() is tab
 
     unknown = tmp_path / "notes.xyz"
@@ -185,7 +185,7 @@ def test_corrupt_drop_shows_error_and_window_keeps_working(qtbot, window, corrup
     mime2 = QMimeData()
     mime2.setUrls([QUrl.fromLocalFile(str(unknown))])
     assert w.handle_drop(mime2) is False
-    assert "Cannot open notes.xyz" in w.statusBar().currentMessage()
+    assert "Cannot open notes.xyz" in w.message_area.text()
 
     mime3 = QMimeData()
     mime3.setUrls([QUrl.fromLocalFile(str(image_file))])
@@ -193,6 +193,11 @@ def test_corrupt_drop_shows_error_and_window_keeps_working(qtbot, window, corrup
     qtbot.waitUntil(lambda: tab.last_outcome() is not None, timeout=LOAD_TIMEOUT_MS)
     assert isinstance(tab.source, ImageSource)
     assert tab.view.frame_size.width() == 320 and len(det(tab).current_detections()) > 0
+    # the model became ready meanwhile ("Model ready" in the status bar): the problem is still shown
+    assert "Cannot open notes.xyz" in w.message_area.text()
+    assert any("corrupt.png" in m for _, _, m in w.message_area.history)
+    w.message_area.dismiss()
+    assert w.message_area.text() == "" and len(w.message_area.history) >= 2
 
 
 def test_failed_image_keeps_what_is_shown(qtbot, window, image_file, empty_file):
@@ -295,12 +300,16 @@ def test_image_source_reports_corrupt_file(qtbot, corrupt_image_file):
 
 def test_tab_shortcuts_and_open_routing(qtbot, window, tmp_path):
     w = window()
-    for i, action in enumerate(a for a in w.actions() if a.shortcut().toString().startswith("Ctrl+")):
+    tab_keys = [a for a in w.actions() if a.shortcut().toString() in ("Ctrl+1", "Ctrl+2", "Ctrl+3")]
+    assert len(tab_keys) == 3
+    for i, action in enumerate(tab_keys):
         action.trigger()
         assert w.tabs.currentIndex() == i
     assert w.open_path(tmp_path / "x.docx") is False
     assert "Cannot open x.docx" in w.last_error
     assert QPoint(0, 0) == QPoint()  # keep QPoint import meaningful for drop positions
+    history = [a for a in w.actions() if a.shortcut().toString() == "Ctrl+Shift+M"]
+    assert len(history) == 1
 
 
 def test_download_dialog_shows_bytes_and_cancels(qtbot, window, monkeypatch):
@@ -482,7 +491,20 @@ def test_identical_errors_are_not_repeated(qtbot, window):
     assert w.repeated_errors == 4 and w.last_error == "Same error for every frame."
     w.show_error("Another error.")
     assert w.last_error == "Another error." and w.repeated_errors == 4
-    assert "Another error." in w.statusBar().currentMessage()
+    assert "Another error." in w.message_area.text()
+
+
+def test_an_error_stays_shown_when_routine_status_follows(qtbot, window):
+    """Issue: 'Model ready' replaced the error about a corrupt file a moment later."""
+    w = window()
+    w.show_error("corrupt.png could not be read.")
+    w.show_status("Model ready: detr")
+    w._on_model_loaded("object-detection", "detr · cpu")
+    assert w.message_area.text() == "corrupt.png could not be read."
+    from PySide6.QtWidgets import QPlainTextEdit
+    dialog = w.message_area.open_history()
+    assert "corrupt.png could not be read." in dialog.findChild(QPlainTextEdit).toPlainText()
+    dialog.close()
 
 
 def test_command_line_overrides_are_not_remembered(qtbot, tmp_path):

@@ -44,7 +44,7 @@ from torch import nn
 from ..device import Placement
 from ..errors import CheckpointError
 from .common import drop_legacy_buffers, load_strict, require
-from .optimize import place
+from .optimize import PackedLinear, can_pack, linear_add, linear_gelu, packing_is_exact, place
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,8 @@ class ConvNextLayer(nn.Module):
         self.pwconv1 = nn.Linear(dim, EXPANSION * dim)  # pointwise expansion
         self.pwconv2 = nn.Linear(EXPANSION * dim, dim)  # pointwise projection
         self.layer_scale_parameter = nn.Parameter(torch.ones(dim)) if c.layer_scale else None  # gamma
-        # set by use_fused_kernels(): pwconv1/2 weights packed for oneDNN GEMMs with GELU / residual add fused in
-        self.packed: tuple[torch.Tensor, torch.Tensor] | None = None
+        # set by use_fused_kernels(): pwconv1/2 packed for oneDNN GEMMs with GELU / residual add fused in
+        self.packed: tuple[PackedLinear, PackedLinear] | None = None
 
     def fold_layer_scale(self) -> None:
         """gamma * (W x + b) = (gamma W) x + gamma b: fold gamma into pwconv2 (exact up to rounding)."""
@@ -154,9 +154,8 @@ class ConvNextLayer(nn.Module):
         """(B, H, W, C) -> (B, H, W, C)"""
         y = _norm_last(_conv_nhwc(self.dwconv, x), self.layernorm)  # (B, H, W, C)
         if self.packed is not None:
-            w1, w2 = self.packed
-            y = _linear_pointwise(y, w1, self.pwconv1.bias, "gelu", [], "none")  # (B, H, W, 4C)
-            return _linear_pointwise.binary(y, x.contiguous(), w2, self.pwconv2.bias, "add")  # x + W2 y + b2
+            pwconv1, pwconv2 = self.packed
+            return linear_add(pwconv2, linear_gelu(pwconv1, y), x)  # x + W2 GELU(W1 y + b1) + b2, (B, H, W, C)
         y = self.pwconv2(F.gelu(self.pwconv1(y)))  # (B, H, W, C)
         if self.layer_scale_parameter is not None:
             y = y * self.layer_scale_parameter
@@ -245,28 +244,9 @@ class ConvNextForImageClassification(nn.Module):
 
 # ---------------------------------------------------------------------------- fused CPU kernels
 
-_linear_pointwise = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
-
-
 def _pack(block: ConvNextLayer, rows: int) -> None:
-    """Pack the block's pointwise weights once in oneDNN's layout, tuned for ``rows`` positions."""
-    with torch.no_grad():
-        block.packed = (torch.ops.mkldnn._reorder_linear_weight(block.pwconv1.weight, rows),
-                        torch.ops.mkldnn._reorder_linear_weight(block.pwconv2.weight, rows))
-
-
-def _fused_block_is_exact(block: ConvNextLayer, rows: int) -> bool:
-    """oneDNN's fused linear ops are private: check one block both ways before trusting them
-    (on a row count other than the one its weights are packed for)."""
-    x = torch.randn(1, 5, 6, block.pwconv2.out_features, generator=torch.Generator().manual_seed(0))
-    x = x.to(block.pwconv1.weight)
-    with torch.inference_mode():
-        want = block(x)
-        _pack(block, rows)
-        got = block(x)
-    block.packed = None
-    tol = 1e-4 if x.dtype == torch.float32 else 2e-2
-    return got.shape == want.shape and torch.allclose(got, want, rtol=tol, atol=tol * float(want.abs().max()))
+    """Pack the block's pointwise layers once in oneDNN's layout, tuned for ``rows`` positions."""
+    block.packed = (PackedLinear(block.pwconv1, rows), PackedLinear(block.pwconv2, rows))
 
 
 def use_fused_kernels(model: ConvNextForImageClassification) -> bool:
@@ -279,23 +259,16 @@ def use_fused_kernels(model: ConvNextForImageClassification) -> bool:
     stages = model.convnext.encoder.stages
     blocks = [b for stage in stages for b in stage.layers]
     p = model.classifier.weight
-    if (not blocks or p.device.type != "cpu" or p.dtype not in (torch.float32, torch.bfloat16)
-            or _linear_pointwise is None or not torch.backends.mkldnn.is_available()
+    if (not blocks or not can_pack(p.device, p.dtype)
             or any(b.layer_scale_parameter is not None or b.packed is not None for b in blocks)):
         return False
     rows = [max(1, c.image_size // c.patch_size // 2 ** s) ** 2 for s in range(len(stages))]  # positions per stage
-    try:
-        if not all(_fused_block_is_exact(stage.layers[0], n) for stage, n in zip(stages, rows) if len(stage.layers)):
-            log.info("ConvNeXT: fused oneDNN kernels disagree with the plain layers here; using plain layers")
-            return False
-        for stage, n in zip(stages, rows):
-            for b in stage.layers:
-                _pack(b, n)
-    except (RuntimeError, AttributeError) as exc:  # a build without these oneDNN ops
-        log.info("ConvNeXT: fused oneDNN kernels unavailable (%s); using plain layers", exc)
-        for b in blocks:
-            b.packed = None
-        return False
+    firsts = [(stage.layers[0], n) for stage, n in zip(stages, rows) if len(stage.layers)]  # one block per stage
+    if not all(packing_is_exact(layer, n) for block, n in firsts for layer in (block.pwconv1, block.pwconv2)):
+        return False  # packing_is_exact logged why
+    for stage, n in zip(stages, rows):
+        for b in stage.layers:
+            _pack(b, n)
     for b in blocks:
         b.pwconv1.weight = b.pwconv2.weight = None  # only the packed copies are used from now on
     return True

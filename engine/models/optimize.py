@@ -1,13 +1,25 @@
-"""Load-time optimisations shared by every model: placing a loaded model on its device and dtype,
-and folding constants into the layers that use them (frozen BatchNorm into the preceding conv,
-weight norm into a plain weight). Each is exact up to float rounding and tested once
-(tests/test_optimize.py)."""
+"""Load-time optimisations shared by every model, each exact up to float rounding and tested once
+(tests/test_optimize.py):
+
+- :func:`place`: a loaded model onto its device and dtype (eval, no gradients, channels-last);
+- :func:`fold_batchnorm`, :func:`fold_weight_norm`: constants folded into the layers that use them
+  (frozen BatchNorm into the preceding conv, weight norm into a plain weight);
+- packed weights on CPU: :func:`pack_linears` replaces a model's nn.Linear layers by
+  :class:`PackedLinear` (oneDNN GEMMs on weights packed once, checked by :func:`packing_is_exact`
+  first); :func:`linear_gelu` and :func:`linear_add` fuse the GELU or the residual add that
+  follows a linear layer into it when it is packed, and are the plain two steps when it is not.
+"""
 from __future__ import annotations
 
+import logging
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..device import Placement
+
+log = logging.getLogger(__name__)
 
 
 def place(model: nn.Module, placement: Placement, *, channels_last: bool = False) -> nn.Module:
@@ -34,3 +46,117 @@ def fold_weight_norm(weight_g: torch.Tensor, weight_v: torch.Tensor, dim: int) -
     """The plain weight of a weight-normalised layer: g * v / ||v|| (norm over all dims but ``dim``)."""
     dims = [d for d in range(weight_v.dim()) if d != dim]
     return weight_g * weight_v / weight_v.norm(dim=dims, keepdim=True)
+
+
+# ----------------------------------------------------------------------------- packed weights (CPU)
+#
+# At batch 1 a Transformer's GEMMs have only a few hundred rows (197 tokens for ViT-B/16 at 224,
+# 50 frames a second for wav2vec2, 3136 positions for ConvNeXT's first stage). Plain F.linear then
+# re-reads and re-blocks the weight on every call; oneDNN can block ("pack") it once at load, for
+# the row count it will mostly see, and then fuse the GELU or the residual add that follows the
+# product into the same pass over the output. These ops are private (torch.ops.mkldnn), so each
+# model checks them against the plain path once at load (packing_is_exact) and keeps its plain
+# nn.Linear layers if they disagree, raise or are missing.
+
+_linear_pointwise = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+_reorder_linear_weight = getattr(getattr(torch.ops, "mkldnn", None), "_reorder_linear_weight", None)
+
+#: relative tolerance of the load-time check, per dtype (float32: the rounding of a different
+#: summation order; bfloat16: a few units in its last place)
+PACKING_TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 2e-2}
+
+
+def can_pack(device: torch.device | str, dtype: torch.dtype) -> bool:
+    """Whether oneDNN packed linears exist for ``device`` / ``dtype`` in this torch build (CPU,
+    float32 or bfloat16). Whether they are *right* is packing_is_exact's question."""
+    return (torch.device(device).type == "cpu" and dtype in PACKING_TOLERANCE
+            and _linear_pointwise is not None and _reorder_linear_weight is not None
+            and torch.backends.mkldnn.is_available())
+
+
+class PackedLinear(nn.Module):
+    """A frozen nn.Linear whose weight is packed once in oneDNN's blocked layout, tuned for ``rows``
+    input rows (any other row count works, a little slower): the product of F.linear, and with a
+    GELU (:meth:`gelu`) or a residual add (:meth:`add`) fused in. The plain weight is not kept: the
+    packed one is the only copy, so the layer stays on the CPU and dtype it was packed for."""
+
+    def __init__(self, linear: nn.Linear, rows: int = 256) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.rows = linear.in_features, linear.out_features, rows
+        with torch.no_grad():
+            self.packed = _reorder_linear_weight(linear.weight.detach(), rows)  # (out, in), opaque oneDNN layout
+        self.bias = None if linear.bias is None else linear.bias.detach()  # (out,)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., in) -> (..., out) = x W^T + b"""
+        return _linear_pointwise(x, self.packed, self.bias, "none", [], "")
+
+    def gelu(self, x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+        """(..., in) -> (..., out) = GELU(x W^T + b) in one pass (``approximate`` as F.gelu's)."""
+        return _linear_pointwise(x, self.packed, self.bias, "gelu", [], approximate)
+
+    def add(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """(..., in), residual (..., out) -> residual + x W^T + b in one pass (residual unchanged)."""
+        return _linear_pointwise.binary(x, residual.contiguous(), self.packed, self.bias, "add")
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, packed for {self.rows} rows"
+
+
+def linear_gelu(layer: nn.Module, x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """GELU(layer(x)) for an nn.Linear or a PackedLinear: one fused oneDNN op when packed."""
+    if isinstance(layer, PackedLinear):
+        return layer.gelu(x, approximate)
+    return F.gelu(layer(x), approximate=approximate)
+
+
+def linear_add(layer: nn.Module, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """residual + layer(x) for an nn.Linear or a PackedLinear: the add fused into the GEMM when packed."""
+    if isinstance(layer, PackedLinear):
+        return layer.add(x, residual)
+    return residual + layer(x)
+
+
+def packing_is_exact(linear: nn.Linear, rows: int = 256) -> bool:
+    """Check PackedLinear (plain, + GELU, + residual add) against F.linear on ``linear``'s own weights,
+    on 1, 7 and 300 rows and on a (2, 3, 5, in) input, within PACKING_TOLERANCE of its dtype. False
+    when an op disagrees or raises (a build without these oneDNN ops), with the reason logged."""
+    p = linear.weight
+    if not can_pack(p.device, p.dtype):
+        return False
+    tol = PACKING_TOLERANCE[p.dtype]
+    gen = torch.Generator().manual_seed(0)
+    try:
+        with torch.inference_mode():
+            packed = PackedLinear(linear, rows)
+            for shape in ((1,), (7,), (300,), (2, 3, 5)):
+                x = torch.randn(*shape, linear.in_features, generator=gen).to(p.dtype)  # (..., in)
+                residual = torch.randn(*shape, linear.out_features, generator=gen).to(p.dtype)  # (..., out)
+                plain = F.linear(x, linear.weight, linear.bias)  # (..., out)
+                for got, want in ((packed(x), plain), (packed.gelu(x), F.gelu(plain)),
+                                  (packed.gelu(x, "tanh"), F.gelu(plain, approximate="tanh")),
+                                  (packed.add(x, residual), residual + plain)):
+                    if got.shape != want.shape or not torch.allclose(
+                            got.float(), want.float(), rtol=tol, atol=tol * float(want.abs().max())):
+                        log.info("oneDNN packed linear disagrees with F.linear here (%s, rows %s); "
+                                 "using plain linear layers", p.dtype, shape)
+                        return False
+    except (RuntimeError, TypeError) as exc:  # a torch build without these oneDNN ops
+        log.info("oneDNN packed linear unavailable (%s); using plain linear layers", exc)
+        return False
+    return True
+
+
+def pack_linears(model: nn.Module, *, device: torch.device | str, dtype: torch.dtype, rows: int = 256) -> int:
+    """Replace every plain nn.Linear of ``model`` by a PackedLinear tuned for ``rows`` rows, once
+    packing_is_exact passed on the first of them; on another device or dtype, or when the check
+    fails, nothing changes. Returns how many layers were packed (0: the model is as it was)."""
+    if not can_pack(device, dtype):
+        return 0
+    found = [(parent, name, child) for parent in model.modules()
+             for name, child in parent.named_children() if type(child) is nn.Linear]
+    if not found or not packing_is_exact(found[0][2], rows):
+        return 0
+    for parent, name, child in found:
+        setattr(parent, name, PackedLinear(child, rows))
+    return len(found)

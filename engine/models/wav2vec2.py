@@ -28,7 +28,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 from .common import MultiHeadAttention, drop_legacy_buffers, load_strict, require
-from .optimize import fold_weight_norm
+from .optimize import fold_weight_norm, pack_linears
 
 log = logging.getLogger(__name__)
 
@@ -338,57 +338,16 @@ def build(config: Wav2Vec2Config, state: dict[str, torch.Tensor], head: str) -> 
     return model.eval().requires_grad_(False)
 
 
-class PackedLinear(nn.Module):
-    """A frozen Linear whose weight is pre-packed once for MKL's GEMM (CPU, float32): the same
-    product, computed faster than re-reading the plain weight on every call."""
-
-    def __init__(self, linear: nn.Linear) -> None:
-        super().__init__()
-        self.weight, self.bias = linear.weight.detach(), linear.bias.detach()
-        self.packed = torch.ops.mkl._mkl_reorder_linear_weight(self.weight, 256)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(..., in) -> (..., out)"""
-        return torch.ops.mkl._mkl_linear(x, self.packed, self.weight, self.bias, x.numel() // x.shape[-1])
-
-
-def _packing_is_exact(linear: nn.Linear) -> bool:
-    """MKL's packed GEMM is a private op, packed here once and used for any row count: check it
-    against F.linear on a few row counts before trusting it with a model."""
-    packed = PackedLinear(linear)
-    gen = torch.Generator().manual_seed(0)
-    for rows in (1, 7, 300):
-        x = torch.randn(rows, linear.in_features, generator=gen)
-        want = F.linear(x, linear.weight, linear.bias)
-        if not torch.allclose(packed(x), want, rtol=1e-4, atol=1e-4 * float(want.abs().max())):
-            return False
-    return True
-
-
 def optimize_for_inference(model: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
-    """Fuse q/k/v projections; on CPU in float32 also pre-pack the linear layers for MKL."""
+    """Fuse the self-attention q/k/v projections into one GEMM; on CPU also pack the linear layers'
+    weights once for oneDNN (optimize.pack_linears, checked against F.linear first), tuned for
+    256 frames (~5 s of audio). Returns the same model, changed in place."""
     for m in list(model.modules()):
         if isinstance(m, MultiHeadAttention):
             m.fuse_qkv()
-    if device.type != "cpu" or dtype != torch.float32 or not torch.backends.mkl.is_available() \
-            or not hasattr(torch.ops.mkl, "_mkl_linear"):
-        return model
-    linears = [m for m in model.modules() if type(m) is nn.Linear and m.bias is not None]
-    try:
-        if not linears or not _packing_is_exact(linears[0]):
-            log.info("MKL packed GEMM disagrees with F.linear here; using plain linear layers")
-            return model
-    except RuntimeError as exc:  # an MKL build without packed GEMM
-        log.info("MKL weight packing unavailable (%s); using plain linear layers", exc)
-        return model
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.Linear and child.bias is not None:
-                try:
-                    setattr(parent, name, PackedLinear(child))
-                except RuntimeError as exc:  # an MKL build without packed GEMM: keep the plain layer
-                    log.info("MKL weight packing unavailable (%s); using plain linear layers", exc)
-                    return model
+    packed = pack_linears(model, device=device, dtype=dtype, rows=256)
+    if packed:
+        log.info("Wav2Vec2: %d linear layers packed for oneDNN", packed)
     return model
 
 
