@@ -561,7 +561,7 @@ def test_a_newer_choice_cancels_the_load_in_progress(qtbot, client, fake_engine)
 
 def test_many_emits_do_not_exhaust_the_references_to_true(client):
     """PySide6 6.12.0's emit() takes a reference from True each time (see guard_emit_refcount)."""
-    from gui.core.engine_client import _Probe
+    from gui.core.qt_fixes import _Probe
     probe = _Probe()
     for _ in range(50_000):  # more than True's references in this process
         probe.ping.emit()

@@ -24,260 +24,30 @@ from __future__ import annotations
 
 import itertools
 import logging
-import sys
-import threading
 import time
-import weakref
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 
-import engine
-from engine.cancel import CancelToken
 from engine.errors import Cancelled, EngineError
 
+from gui.core.engine_state import (DEFAULT_MEMORY_LIMIT, LIVE_SHARE, PROGRESS_RATE_HZ, UNKNOWN_FRACTION, _Item,
+                                   _LongJob, _Shared, _unexpected)
+from gui.core.model_loader import _Loader
+from gui.core.qt_fixes import guard_emit_refcount
+from gui.core.requests import Outcome, Request, is_load_cancelled_message, load_cancelled_message
+
+# what the tabs import from here
+__all__ = ["DEFAULT_MEMORY_LIMIT", "UNKNOWN_FRACTION", "EngineClient", "Outcome", "Request", "guard_emit_refcount",
+           "is_load_cancelled_message", "load_cancelled_message"]
+
 log = logging.getLogger(__name__)
-
-#: cross-thread progress updates per request / per load are limited to this many per second
-PROGRESS_RATE_HZ = 20.0
-#: default limit of the loaded-model cache (parameter + buffer bytes of the loaded models)
-DEFAULT_MEMORY_LIMIT = 4 * 1024 ** 3
-#: ``Request.progress`` fraction when the task cannot tell how far it got
-UNKNOWN_FRACTION = -1.0
-#: after a long job's step of T seconds, live streams with work may run for up to LIVE_SHARE * T
-#: before the next step (at least one item per stream always): live keeps >= 2/3 of the thread
-LIVE_SHARE = 2.0
-
-_LOAD_CANCELLED = "The model for {task} is not loaded (loading was cancelled)."
-
-
-def load_cancelled_message(task: str) -> str:
-    """The ``Request.error`` message for an item skipped because its model's loading was cancelled."""
-    return _LOAD_CANCELLED.format(task=task)
-
-
-def is_load_cancelled_message(message: str) -> bool:
-    """True for :func:`load_cancelled_message` texts: the user cancelled the load, so a window
-    may leave them out of its error display (modelFailed("") already said so); a tab waiting
-    for the item still learns that it will not come."""
-    head, tail = _LOAD_CANCELLED.split("{task}")
-    return message.startswith(head) and message.endswith(tail)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One finished item, as ``Request.result`` delivers it."""
-
-    stream: str
-    task: str
-    item_id: int
-    result: object
-    meta: object
-    submitted_at: float  # time.monotonic() when submit() was called
-    finished_at: float  # time.monotonic() when the task returned
-    request_id: int = 0
-
-    @property
-    def latency_s(self) -> float:
-        return self.finished_at - self.submitted_at
-
-
-class Request(QObject):
-    """One submitted item, on the UI thread. Its signals concern this request only; exactly one
-    ``finished`` ends it, after ``result`` or ``error`` or neither (``dropped``: replaced by a newer
-    item of its stream; ``cancelled``: ``EngineClient.cancel``/shutdown). The client lets go of it
-    when it finishes: keep a reference only as long as you need it, and do not connect a slot
-    that refers to the request itself (connect the tab's methods; the Outcome says what it is)."""
-
-    result = Signal(object)  # Outcome
-    progress = Signal(float, object)  # (fraction 0..1, or UNKNOWN_FRACTION; partial result or None)
-    error = Signal(str)  # a user-facing message
-    finished = Signal()
-
-    _alive: ClassVar[weakref.WeakSet] = weakref.WeakSet()
-
-    def __init__(self, request_id: int, stream: str, task: str, item_id: int, meta: Any, submitted_at: float,
-                 keep_all: bool = False, long: bool = False) -> None:
-        super().__init__()
-        self.id, self.stream, self.task, self.item_id, self.meta = request_id, stream, task, item_id, meta
-        self.submitted_at, self.keep_all, self.long = submitted_at, keep_all, long
-        self.done = False
-        self.dropped = False
-        self.cancelled = False
-        self.error_message = ""
-        self.outcome: Outcome | None = None
-        Request._alive.add(self)
-
-    @classmethod
-    def alive(cls) -> int:
-        """How many Request objects exist now (finished ones go once nobody holds them)."""
-        return len(cls._alive)
-
-    def describe(self) -> str:
-        return f"request {self.id} ({self.task} on {self.stream!r}, item {self.item_id})"
-
-    def __repr__(self) -> str:
-        state = ("dropped" if self.dropped else "cancelled" if self.cancelled else "failed" if self.error_message
-                 else "done" if self.done else "pending")
-        return f"<Request {self.id} {self.task} stream={self.stream!r} item={self.item_id} {state}>"
-
-    def _finish(self, kind: str, payload: Any) -> None:
-        self.done = True
-        if kind == "result":
-            self.outcome = payload
-            self.result.emit(payload)
-        elif kind == "error":
-            self.error_message = str(payload)
-            self.error.emit(self.error_message)
-        elif kind == "dropped":
-            self.dropped = True
-        else:
-            self.cancelled = True
-        self.finished.emit()
-
-
-# ---------------------------------------------------------------------------------- shared state
-
-Key = tuple  # (task, model_ref, device, precision): one entry of the loaded-model cache
-
-
-@dataclass(eq=False)
-class _Item:
-    rid: int
-    stream: str
-    task: str
-    inputs: Any
-    options: Any
-    item_id: int
-    meta: Any
-    submitted_at: float
-    long: bool = False
-    token: CancelToken = field(default_factory=CancelToken)
-
-
-@dataclass(eq=False)
-class _LongJob:
-    item: _Item
-    steps: Iterator
-    last: Any = None
-    has_last: bool = False
-    last_progress: float = 0.0
-
-
-@dataclass(eq=False)
-class _Load:
-    task: str
-    model: str | None
-    token: CancelToken = field(default_factory=CancelToken)
-
-
-@dataclass(eq=False)
-class _Entry:
-    task: Any  # the engine Task
-    model: str
-    nbytes: int
-    description: str
-
-
-class _Shared:
-    """State shared by the UI thread, the worker and the loader, guarded by one condition variable."""
-
-    def __init__(self, memory_limit: int) -> None:
-        self.cond = threading.Condition()
-        self.stop = False
-        self.pending: OrderedDict[str, deque[_Item]] = OrderedDict()  # stream -> items not started
-        self.long: deque[_LongJob] = deque()  # long jobs started, one step at a time
-        self.loads: OrderedDict[str, _Load] = OrderedDict()  # task -> newest load request
-        self.running_item: _Item | None = None
-        self.running_load: _Load | None = None
-        self.cache: OrderedDict[Key, _Entry] = OrderedDict()  # least recently used first
-        self.active: dict[str, Key] = {}  # task -> the cache entry its items run on
-        self.choice: dict[str, str | None] = {}  # task -> model chosen by the last load()
-        self.failed: dict[str, tuple] = {}  # task -> (model, device, precision) whose load failed
-        self.failed_message: dict[str, str] = {}  # task -> why its load failed ("" or absent: cancelled)
-        self.device = "auto"
-        self.precision = "exact"
-        self.offline: bool | None = None
-        self.limit = int(memory_limit)
-
-    # the methods below are called with the lock held
-
-    def wanted(self, task: str) -> tuple:
-        return self.choice.get(task), self.device, self.precision
-
-    def queue_load(self, task: str, model: str | None) -> None:
-        self.loads.pop(task, None)
-        self.loads[task] = _Load(task, model)
-
-    def loading(self, task: str) -> bool:
-        return task in self.loads or (self.running_load is not None and self.running_load.task == task
-                                      and not self.running_load.token.cancelled)
-
-    def evict(self, keep: Key | None) -> list[_Entry]:
-        """Drop least recently used entries (never ``keep``) until the cache fits the limit."""
-        out = []
-        total = sum(e.nbytes for e in self.cache.values())
-        for key in list(self.cache):
-            if total <= self.limit:
-                break
-            if key == keep:
-                continue
-            entry = self.cache.pop(key)
-            total -= entry.nbytes
-            out.append(entry)
-            if self.active.get(key[0]) == key:
-                del self.active[key[0]]
-            log.info("model cache over %.0f MB: unloaded %s (%.0f MB)", self.limit / 2 ** 20, entry.description,
-                     entry.nbytes / 2 ** 20)
-        return out
-
-
-class _Probe(QObject):
-    ping = Signal()
-
-
-_GUARDED = False
-
-
-def guard_emit_refcount() -> None:
-    """Work around PySide6 6.12.0, whose ``SignalInstance.emit`` returns ``True`` without a new
-    reference: every emit from Python takes one reference away from ``True``, and after as many
-    emits as ``True`` has references (a few thousand in a small process; a live session emits
-    that every few minutes) CPython aborts with "bool_dealloc: deallocating True". Where the probe
-    shows the leak, ``True`` gets 2**48 extra references: immortal, as Python 3.12+ makes it
-    anyway. Idempotent; the first EngineClient calls it (the app creates one at start)."""
-    global _GUARDED
-    if _GUARDED or sys.version_info >= (3, 12):
-        return
-    _GUARDED = True
-    probe = _Probe()
-    before = sys.getrefcount(True)
-    for _ in range(100):
-        probe.ping.emit()
-    if before - sys.getrefcount(True) >= 90:
-        import ctypes
-        log.info("PySide6 emit() leaks references to True: making True immortal")
-        ctypes.c_ssize_t.from_address(id(True)).value += 1 << 48  # ob_refcnt, the first field
-
-
-def _memory_bytes(task: Any) -> int:
-    size = getattr(task, "memory_bytes", None)
-    try:
-        return max(0, int(size())) if callable(size) else 0
-    except Exception:  # noqa: BLE001 - a size we cannot tell counts as nothing
-        log.exception("memory_bytes() failed for %r", task)
-        return 0
 
 
 def _one_step(task: Any, item: _Item) -> Iterator[tuple[float, Any]]:
     yield 1.0, task(item.inputs, item.options, cancel=item.token)
-
-
-def _unexpected(task: str, exc: BaseException) -> str:
-    return f"Unexpected error in {task}: {type(exc).__name__}: {exc}"
 
 
 # ---------------------------------------------------------------------------------- the worker
@@ -508,121 +278,6 @@ class _Worker(QObject):
 
 # ---------------------------------------------------------------------------------- the loader
 
-class _Loader(QObject):
-    """Lives in the loader thread: loads one model at a time into the cache."""
-
-    modelLoading = Signal(str, str, object, object)
-    modelLoaded = Signal(str, str)
-    modelFailed = Signal(str, str)
-
-    def __init__(self, shared: _Shared) -> None:
-        super().__init__()
-        self._s = shared
-
-    @Slot()
-    def run(self) -> None:
-        s = self._s
-        while True:
-            with s.cond:
-                while not s.stop and not s.loads:
-                    s.cond.wait()
-                if s.stop:
-                    break
-                _, job = s.loads.popitem(last=False)
-                s.running_load = job
-            try:
-                self._load(job)
-            except Exception:  # noqa: BLE001 - the loader must not die either
-                log.exception("engine loader: unhandled error")
-            finally:
-                with s.cond:
-                    s.running_load = None
-                    s.cond.notify_all()  # items waiting for this model run (or fail) now
-        thread = QThread.currentThread()
-        if thread is not None:
-            thread.quit()
-
-    def _load(self, job: _Load) -> None:
-        s = self._s
-        with s.cond:
-            device, precision, offline = s.device, s.precision, s.offline
-        fail_key = (job.model, device, precision)
-        try:
-            model = job.model or engine.default_model(job.task)
-        except EngineError as exc:
-            self._fail(job.task, str(exc), fail_key)
-            return
-        key: Key = (job.task, model, device, precision)
-        with s.cond:
-            entry = s.cache.get(key)
-            if entry is not None and not job.token.cancelled:  # loaded before: switch to it at once
-                self._install(key, entry)
-                return
-        self.modelLoading.emit(job.task, model, None, None)
-        last = [0.0]
-
-        def progress(done: int, total: int, _filename: str = "") -> None:
-            now = time.monotonic()
-            if now - last[0] >= 1.0 / PROGRESS_RATE_HZ or (total and done >= total):
-                last[0] = now
-                self.modelLoading.emit(job.task, model, int(done), int(total) if total else None)
-
-        try:  # the model this one replaces keeps serving its task meanwhile
-            task = engine.load_task(job.task, model, device=device, precision=precision,
-                                    progress=progress, cancel=job.token, offline=offline)
-        except Cancelled:
-            log.info("loading %s (%s) cancelled", job.task, model)
-            self.modelFailed.emit(job.task, "")  # empty message: cancelled, nothing to report
-            return
-        except EngineError as exc:
-            self._fail(job.task, str(exc), fail_key)
-            return
-        except Exception as exc:  # noqa: BLE001
-            log.exception("loading %s (%s) failed", job.task, model)
-            self._fail(job.task, _unexpected(job.task, exc), fail_key)
-            return
-        try:
-            description = task.describe()
-        except Exception:  # noqa: BLE001
-            description = f"{job.task} · {model}"
-        entry = _Entry(task, model, _memory_bytes(task), description)
-        del task
-        with s.cond:
-            if s.stop:
-                return
-            evicted = self._install(key, entry)
-        log.info("loaded %s (%.0f MB)", description, entry.nbytes / 2 ** 20)
-        del evicted  # the memory of evicted models goes here, outside the lock
-
-    def _install(self, key: Key, entry: _Entry) -> list[_Entry]:
-        """Make ``entry`` the model of its task (lock held); modelLoaded is posted before any item
-        can run on it, so a tab hears of the model before its first result."""
-        s = self._s
-        task = key[0]
-        s.cache[key] = entry
-        s.cache.move_to_end(key)
-        s.active[task] = key
-        s.failed.pop(task, None)
-        s.failed_message.pop(task, None)
-        stale = [k for k in s.cache if k[0] == task and k != key and k[2:] != (s.device, s.precision)]
-        evicted = [s.cache.pop(k) for k in stale]  # built with settings no longer in use
-        evicted += s.evict(keep=key)
-        self.modelLoaded.emit(task, entry.description)
-        s.cond.notify_all()
-        return evicted
-
-    def _fail(self, task: str, message: str, key: tuple) -> None:
-        s = self._s
-        with s.cond:
-            s.failed[task] = key
-            s.failed_message[task] = message
-            s.active.pop(task, None)  # a failed switch leaves the task without a model, as before
-            log.warning("model for %s failed to load: %s", task, message)
-            self.modelFailed.emit(task, message)
-            s.cond.notify_all()
-
-
-# ---------------------------------------------------------------------------------- the client
 
 class EngineClient(QObject):
     """The UI thread's handle on the engine. Create on the UI thread; call shutdown()."""
@@ -868,11 +523,9 @@ class EngineClient(QObject):
                 left = max(0, int((deadline - time.monotonic()) * 1000))
                 ok = bool(thread.wait(left)) and ok
         if ok:
-            with self._s.cond:
-                entries = list(self._s.cache.values())
+            with self._s.cond:  # the models go with the threads that ran them
                 self._s.cache.clear()
                 self._s.active.clear()
-            del entries
         else:
             log.warning("engine threads did not stop within %d ms (a model call is still running)", timeout_ms)
         return ok
