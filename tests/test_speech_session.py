@@ -269,7 +269,21 @@ def test_speculative_finals_bookkeeping():
     sf.result((1, 2, 7.0), "stale", recording=1, utterances_done=2)
     sf.submitted((1, 2, 9.0))  # the utterance went on: a later candidate ends it
     assert sf.final((1, 2, 9.0), {"m": "d"}) == ("wait", None) and (1, 2, 7.0) not in sf.results
-    assert sf.failed() == (1, 2, 9.0)  # its decode failed: the waiting final is released
+    assert sf.failed((1, 2, 9.0)) == (1, 2, 9.0)  # its decode failed: the waiting final is released
     sf.submitted((1, 3, 1.0))
     sf.new_recording()
     assert not sf.inflight and not sf.results
+
+
+def test_a_failed_candidate_of_an_old_recording_is_not_taken_for_a_new_one():
+    """Issue: after a new Start, the old recording's candidate failing released the NEW recording's
+    waiting final (the oldest in flight was assumed to be the one that failed)."""
+    from gui.speech.speculative_finals import SpeculativeFinals
+    sf = SpeculativeFinals()
+    old, new = (1, 4, 3.0), (2, 0, 1.5)
+    sf.submitted(old)
+    sf.new_recording()  # Start again while the old candidate still decodes
+    sf.submitted(new)
+    assert sf.final(new, {"m": "new"}) == ("wait", None)
+    assert sf.failed(old) is None  # nothing waited for the old one
+    assert sf.result(new, "text", recording=2, utterances_done=0) == {"m": "new"}  # the new final is served

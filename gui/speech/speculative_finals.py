@@ -51,10 +51,12 @@ class SpeculativeFinals:
             self.results[key] = result
         return None
 
-    def failed(self) -> Key | None:
-        """The oldest candidate in flight failed; its key if a final was waiting for it."""
-        key = self.inflight.pop(0) if self.inflight else None
-        if key in self.awaited:
+    def failed(self, key: Key | None) -> Key | None:
+        """The candidate ``key`` failed (each request knows its own key: after a new Start the
+        oldest in flight may belong to the new recording); ``key`` back if a final was waiting for it."""
+        if key in self.inflight:
+            self.inflight.remove(key)
+        if key is not None and key in self.awaited:
             self.awaited.pop(key)
             return key
         return None
