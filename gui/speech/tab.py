@@ -366,7 +366,7 @@ class SpeechTab(TaskTab):
         """Submit on one of the tab's live streams; the request's own signals come back here."""
         request = self.engine.submit(stream, task, inputs, options, **kw)
         request.result.connect(self._on_result)
-        request.error.connect(functools.partial(self._on_error, stream))
+        request.error.connect(functools.partial(self._on_error, stream, kw.get("meta")))
 
     def _on_result(self, outcome) -> None:
         stream = outcome.stream
@@ -425,12 +425,13 @@ class SpeechTab(TaskTab):
         else:
             self._render_transcript()
 
-    def _on_error(self, stream: str, message: str) -> None:
+    def _on_error(self, stream: str, meta: dict | None, message: str) -> None:
         """An error of one of the tab's live requests (file transcription handles its own)."""
         if stream in STREAMS:
             if stream == S_FINAL:
                 self._finals_pending = max(0, self._finals_pending - 1)
-            if stream == S_CANDIDATE and self.speculative.failed() is not None:  # a final waited for it
+            key = (meta or {}).get("key")
+            if stream == S_CANDIDATE and self.speculative.failed(key) is not None:  # a final waited for it
                 self._finals_pending = max(0, self._finals_pending - 1)
             self._say(message, error=True)
 
