@@ -110,3 +110,34 @@ def test_cli_reports_each_bad_image_and_runs_the_others(detr_timm_checkpoint, tm
                  "--size", "64", "--threshold", "0.5")
     assert r.returncode == 2
     assert "objects in " + str(good) in r.stdout and "empty.png is empty" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_transcript_is_kept_when_writing_fails_after_the_work(w2v_base_ctc, speech_wav, tmp_path, monkeypatch,
+                                                              capsys):
+    """The output path is checked before starting; if writing still fails (disk full, removed
+    folder), the transcript goes to standard output with a message instead of being lost."""
+    from engine import cli
+    out = tmp_path / "talk.txt"
+    real_write = Path.write_text
+
+    def full_disk(self, *args, **kwargs):
+        if self == out:
+            raise OSError(28, "No space left on device")
+        return real_write(self, *args, **kwargs)
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    assert cli.main(["transcribe", str(speech_wav), "--model", str(w2v_base_ctc), "--device", "cpu",
+                     "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "could not write" in captured.err and "No space left" in captured.err
+    assert captured.out.strip() != "" or "transcript follows" in captured.err
+    assert not out.exists()
+
+
+def test_speech_tab_window_is_the_window(qtbot, tmp_path, monkeypatch):
+    """Issue: SpeechTab.window (a sliding audio window) shadowed QWidget.window()."""
+    monkeypatch.setenv("TASKSCOPE_SETTINGS_DIR", str(tmp_path / "settings"))
+    from gui.app import MainWindow
+    w = MainWindow(offline=True)
+    qtbot.addWidget(w)
+    assert w.speech_tab.window() is w and w.vision_tab.window() is w
+    assert w.shutdown()
