@@ -64,29 +64,25 @@ def run_task_command(task_cls, args) -> int:
         return 2
     task = _load(args, task_cls.name)
     results = iter(task.cli_results([x for _, x in good], options, args))
+    as_json = getattr(args, "json", False)
     failed = 0
     blocks = []
     for name, x in pairs:
-        if isinstance(x, EngineError):
+        # an input that could not be read, or whose run failed, is reported on its own
+        outcome = x if isinstance(x, EngineError) else next(results)
+        if isinstance(outcome, EngineError):
             failed += 1
-            print(f"error: {x}", file=sys.stderr)
-            if getattr(args, "json", False):
-                blocks.append({"input": name, "error": str(x)})
-            continue
-        result = next(results)
-        if isinstance(result, EngineError):
-            failed += 1
-            print(f"error: {name}: {result}", file=sys.stderr)
-            if getattr(args, "json", False):
-                blocks.append({"input": name, "error": str(result)})
-            continue
-        if getattr(args, "json", False):
-            blocks.append(task_cls.cli_json(name, result, task))
+            message = str(outcome) if outcome is x or name in str(outcome) else f"{name}: {outcome}"
+            print(f"error: {message}", file=sys.stderr)
+            if as_json:
+                blocks.append({"input": name, "error": str(outcome)})
+        elif as_json:
+            blocks.append(task_cls.cli_json(name, outcome, task))
         else:
-            text = task_cls.cli_print(name, result, args)
+            text = task_cls.cli_print(name, outcome, args)
             if text:
                 print(text)
-    if getattr(args, "json", False):
+    if as_json:
         print(dumps(blocks if len(blocks) > 1 else blocks[0]))
     return 2 if failed else 0
 

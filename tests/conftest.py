@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.fixtures_convnext",
     "tests.fixtures_vit",
     "tests.fixtures_media",
+    "tests.fixtures_gui",
     "tests.fixtures_pulse",
 ]
 

@@ -222,20 +222,9 @@ def test_wrong_architecture_and_missing_model_and_device(corpus, detr_timm_check
 # ------------------------------------------------------------------------------ the app
 
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch, detr_checkpoint):
-    from gui.app import MainWindow, make_settings
-    monkeypatch.setenv("TASKSCOPE_SETTINGS_DIR", str(tmp_path / "settings"))
-    s = make_settings()
-    s.setValue("models/object-detection", str(detr_checkpoint))
-    s.setValue("vision/threshold", 0.0)
-    s.setValue("vision/input_size", 384)
-    s.sync()
-    w = MainWindow(offline=True)
-    w.show()
-    yield w
-    assert w.shutdown() is True
-    w.close()
-    w.deleteLater()
+def window(open_window, detr_checkpoint):
+    from tests.fixtures_gui import detection_settings
+    return open_window(detection_settings(detr_checkpoint))
 
 
 APP_BAD = ["empty.png", "truncated.png", "text.png", "sound.png", "bomb.png", "empty.wav", "text.wav",

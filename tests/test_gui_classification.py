@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import QPointF
 
 from engine.types.vision import ClassificationResult, DetectionResult
-from gui.app import MainWindow, make_settings
+from tests.fixtures_gui import detection_settings
 
 LOAD_TIMEOUT_MS = 60_000
 
@@ -20,26 +20,14 @@ def pixels(img) -> np.ndarray:
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch, detr_checkpoint, vit_checkpoint, convnext_checkpoint):
-    monkeypatch.setenv("TASKSCOPE_SETTINGS_DIR", str(tmp_path / "settings"))
-    s = make_settings()
-    s.setValue("models/object-detection", str(detr_checkpoint))
-    s.setValue("models/image-classification", str(vit_checkpoint))
-    s.setValue("vision/threshold", 0.0)
-    s.setValue("vision/input_size", 384)
-    s.sync()
-    windows = []
+def window(open_window, detr_checkpoint, vit_checkpoint, convnext_checkpoint):
+    settings = {**detection_settings(detr_checkpoint), "models/image-classification": str(vit_checkpoint)}
+    opened = []
 
-    def make() -> MainWindow:
-        w = MainWindow(offline=True)
-        w.show()
-        windows.append(w)
-        return w
-    yield make
-    for w in windows:
-        assert w.shutdown() is True
-        w.close()
-        w.deleteLater()
+    def make():  # the settings are written before the first window only; later ones find what it remembered
+        opened.append(open_window(None if opened else settings))
+        return opened[-1]
+    return make
 
 
 def wait_results(qtbot, tab, at_least: int) -> None:

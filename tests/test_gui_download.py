@@ -41,21 +41,10 @@ def sizes(detr_timm_checkpoint) -> dict[str, int]:
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch, detr_hub):
+def window(open_window, detr_hub):
     """The real main window, online, with acme/detr-tiny chosen for object detection (not cached yet),
     threshold 0 (random weights give low scores) and the fastest input size. Closed before the hub stops."""
-    monkeypatch.setenv("TASKSCOPE_SETTINGS_DIR", str(tmp_path / "settings"))
-    s = make_settings()
-    s.setValue(f"models/{TASK}", REPO)
-    s.setValue("vision/threshold", 0.0)
-    s.setValue("vision/input_size", 384)
-    s.sync()
-    w = MainWindow(offline=False)
-    w.show()
-    yield w
-    assert w.shutdown() is True
-    w.close()
-    w.deleteLater()
+    return open_window({f"models/{TASK}": REPO, "vision/threshold": 0.0, "vision/input_size": 384}, offline=False)
 
 
 class DialogLog:

@@ -13,6 +13,7 @@ from gui.app import MainWindow, make_settings
 from gui.sources.switcher import SourceSwitcher
 from gui.sources.video import FALLBACK_FPS, CameraSource, FrameSource, ImageSource, VideoFileSource
 from gui.vision.presenters.object_detection import box_rect
+from tests.fixtures_gui import detection_settings
 
 pytestmark = pytest.mark.gui
 
@@ -27,34 +28,16 @@ def pixels(image: QImage) -> np.ndarray:
 
 
 @pytest.fixture
-def settings_dir(tmp_path, monkeypatch, detr_checkpoint):
-    """Fresh settings with the random DETR checkpoint as the chosen model and a threshold of 0
-    (random weights give low scores), at the fastest input size."""
-    folder = tmp_path / "settings"
-    monkeypatch.setenv("TASKSCOPE_SETTINGS_DIR", str(folder))
-    s = make_settings()
-    s.setValue("models/object-detection", str(detr_checkpoint))
-    s.setValue("vision/threshold", 0.0)
-    s.setValue("vision/input_size", 384)
-    s.sync()
-    return folder
+def window(open_window, detr_checkpoint):
+    """``window()``: the real main window; the first one with the random DETR checkpoint chosen,
+    threshold 0 (random weights give low scores) and the fastest input size."""
+    first = [True]
 
-
-@pytest.fixture
-def window(qtbot, settings_dir):
-    windows: list[MainWindow] = []
-
-    def make() -> MainWindow:
-        w = MainWindow(offline=True)
-        w.show()
-        windows.append(w)
-        return w
-
-    yield make
-    for w in windows:
-        assert w.shutdown() is True
-        w.close()
-        w.deleteLater()
+    def make():
+        settings = detection_settings(detr_checkpoint) if first[0] else None
+        first[0] = False
+        return open_window(settings)
+    return make
 
 
 def det(tab):
