@@ -141,6 +141,8 @@ class MainWindow(QMainWindow):
             action.triggered.connect(lambda _=False, i=i: self.tabs.setCurrentIndex(i))
             view_menu.addAction(action)
             self.addAction(action)  # shortcut works with the menu bar hidden too
+        engine_menu = self.menuBar().addMenu("&Engine")
+        engine_menu.addAction(QAction("Memory for loaded &models…", self, triggered=self.ask_memory_limit))
         view_menu.addSeparator()
         messages = QAction("&Messages…", self, shortcut=QKeySequence("Ctrl+Shift+M"),
                            triggered=lambda: self.message_area.open_history())
@@ -148,6 +150,22 @@ class MainWindow(QMainWindow):
         self.addAction(messages)
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(QAction("&About Taskscope", self, triggered=self.about))
+
+    def ask_memory_limit(self) -> None:
+        from PySide6.QtWidgets import QInputDialog
+        current = self.engine.memory_limit() // 2 ** 20
+        used = self.engine.memory_used() / 2 ** 20
+        mb, ok = QInputDialog.getInt(self, "Memory for loaded models",
+                                     f"Keep loaded models up to this many MB (now {used:.0f} MB in use); "
+                                     "the least recently used one is unloaded beyond it:", current, 256, 1 << 20, 256)
+        if ok:
+            self.set_memory_limit_mb(mb)
+
+    def set_memory_limit_mb(self, mb: int) -> None:
+        """Remembered, and applied at once (models over the limit are unloaded, least recently used first)."""
+        self.settings.setValue(MEMORY_LIMIT_KEY, int(mb))
+        self.engine.set_memory_limit(int(mb) * 2 ** 20)
+        self.show_status(f"Loaded models may use up to {mb} MB.")
 
     def about(self) -> None:
         QMessageBox.about(self, f"About {APP_NAME}", about_html())

@@ -544,3 +544,11 @@ def test_cameras_offered_are_the_video_devices_found(monkeypatch):
     assert available_cameras() == [0, 2]
     monkeypatch.setattr(glob, "glob", lambda pattern: [])
     assert available_cameras() == [0]  # camera 0 is still offered: starting it says no camera was found
+
+
+def test_memory_limit_is_a_remembered_setting(qtbot, window):
+    w = window()
+    w.set_memory_limit_mb(1024)
+    assert w.engine.memory_limit() == 1024 * 2 ** 20
+    assert w.shutdown()
+    assert window().engine.memory_limit() == 1024 * 2 ** 20
