@@ -16,6 +16,8 @@ EXTRA = {
     "ui": ("benchmarks.ui", "UI event-loop stalls while DETR runs live in the real window"),
     "mixed": ("benchmarks.mixed", "live DETR while a long audio file transcribes on the same engine"),
     "resize": ("benchmarks.resize", "our Pillow-exact resize vs Pillow and OpenCV"),
+    "startup": ("benchmarks.startup", "time from `python main.py` to the window's first paint (goal < 1 s)"),
+    "soak": ("benchmarks.soak", "live detection + live speech in the real window for N minutes: RSS drift"),
 }
 #: older names still accepted
 ALIASES = {"detection": "object-detection"}

@@ -83,7 +83,7 @@ def _checkpoint(args, task: str) -> tuple[str, Path, bool]:
 def _clip(seconds: float):
     """(N,) float32 16 kHz: espeak-ng speech (repeated to length) or a synthetic vowel-like signal."""
     import numpy as np
-    from engine.audio import load_audio
+    from engine.io.audio import load_audio
 
     n = int(seconds * 16000)
     if shutil.which("espeak-ng"):

@@ -5,6 +5,13 @@ Precision is a user choice:
 * ``exact`` — float32 everywhere; outputs match the reference implementation.
 * ``fast``  — bfloat16 on CPUs with AMX / AVX512-BF16, float16 or bfloat16 on GPUs.
   Offered only where the hardware runs it natively (elsewhere it would be slower).
+
+``fast`` must keep the answers, so each model says how it runs fast (its ``FAST_PLAN``,
+engine.models.optimize.FastPlan): which of its parts stay float32, and in which reduced dtypes
+its answers were measured to stay the same. :func:`for_model` turns the device's placement into
+the model's: the device's fast dtype when the plan allows it, else float16 on a GPU when the plan
+allows that, else ``exact`` — the task then runs in float32 and logs why (a notice, not an error,
+because the app's precision picker offers ``fast`` per device, before a model is chosen).
 """
 from __future__ import annotations
 
@@ -116,6 +123,22 @@ def resolve(device: str | None = None, precision: str = "exact") -> Placement:
             raise EngineError(f"'fast' precision is not supported on {info.label}; use 'exact'.")
         dtype = torch.bfloat16 if info.fast_dtype == "bfloat16" else torch.float16
     return Placement(torch.device(info.name), dtype, precision)
+
+
+def for_model(placement: Placement, dtypes: tuple[torch.dtype, ...], model: str,
+              why: str = "") -> tuple[Placement, str | None]:
+    """The placement a model runs on when ``placement`` (from :func:`resolve`) was asked for and its
+    FastPlan keeps its answers in ``dtypes`` only -> (placement, notice). ``exact`` placements pass
+    unchanged. ``fast``: the device's dtype if allowed; else float16 on CUDA / MPS if allowed (every
+    GPU computes float16 natively); else ``exact`` (float32), with a notice saying so and why."""
+    if placement.precision != "fast" or placement.dtype in dtypes:
+        return placement, None
+    if placement.device.type in ("cuda", "mps") and torch.float16 in dtypes:
+        return Placement(placement.device, torch.float16, "fast"), None
+    dtype = str(placement.dtype).replace("torch.", "")
+    notice = (f"'fast' precision is not offered for {model} in {dtype} on {placement.device} (it would change the "
+              f"answers{': ' + why if why else ''}); running it 'exact' (float32) instead.")
+    return Placement(placement.device, torch.float32, "exact"), notice
 
 
 def free_memory_bytes(device: torch.device) -> int | None:

@@ -207,7 +207,7 @@ def _download_online(repo_id: str, progress: DownloadProgress | None, cancel: Ca
 
 def read_json(folder: Path, name: str, required: bool = True) -> dict:
     """A checkpoint's JSON file as a dict ({} when absent and not required); CheckpointError when
-    it is required and missing, or not valid JSON. (No torch here: ctc.py and audio.py use it.)"""
+    it is required and missing, or not valid JSON. (No torch here: processors/ctc.py and processors/audio.py use it.)"""
     p = Path(folder) / name
     if not p.is_file():
         if required:

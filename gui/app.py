@@ -57,13 +57,20 @@ class MainWindow(QMainWindow):
         self._last_error_at = float("-inf")
         self.repeated_errors = 0  # identical errors skipped (REPEAT_ERROR_S)
         self._closed = False
+        self._stopped_cleanly = False
         self.engine = EngineClient(self, memory_limit=memory_limit(self.settings))
 
         # shared controls ------------------------------------------------------------
+        guard_none_refcount()  # before anything paints (see there: a PySide6 6.12 bug)
         self.device_picker = DevicePicker()
         self.device_picker.set_choice(device or self.settings.value("engine/device", None),
                                       precision or self.settings.value("engine/precision", "exact"))
         self.device_picker.changed.connect(self._on_device_changed)
+        # the device list arrives from a worker thread (it imports torch): when it shows that the
+        # remembered / --device choice is not available here, the engine gets the one shown instead
+        # (not remembered: the user did not choose it)
+        self.device_picker.adjusted.connect(
+            lambda device, precision: self.engine.configure(device, precision, self.offline_action.isChecked()))
         if offline is None:
             offline = as_bool(self.settings.value("engine/offline", engine_offline_default()))
         self.offline_action = QAction("Offline", self)
@@ -348,10 +355,14 @@ class MainWindow(QMainWindow):
             self.shutdown()
         event.accept()
 
+    #: how long shutdown() waits for the engine threads (a forward pass in progress is not interrupted)
+    shutdown_timeout_ms = 5000
+
     def shutdown(self) -> bool:
-        """Save settings, stop every source, stop the engine thread (with a timeout)."""
+        """Save settings, stop every source, stop the engine thread (with a timeout). True when the
+        engine threads finished in time (again on later calls: the first call's answer)."""
         if self._closed:
-            return True
+            return self._stopped_cleanly
         self._closed = True
         self.save_settings()
         self._end_loading()
@@ -362,7 +373,17 @@ class MainWindow(QMainWindow):
             except Exception:  # noqa: BLE001 - keep closing the others
                 log.exception("shutting down %s failed", type(tab).__name__)
         self.settings.sync()
-        return self.engine.shutdown(5000)
+        self._stopped_cleanly = self.engine.shutdown(self.shutdown_timeout_ms)
+        return self._stopped_cleanly
+
+    def stopped_cleanly(self) -> bool:
+        """After shutdown(): did every thread of the window (engine, loader, sources) finish? A
+        thread still running (a forward pass that outlived the wait) must never be destroyed: the
+        app then ends the process without running destructors (see run_app)."""
+        from PySide6.QtCore import QThread
+        if not self._closed:
+            return False
+        return self._stopped_cleanly and not any(t.isRunning() for t in self.findChildren(QThread))
 
 
 MEMORY_LIMIT_KEY = "engine/memory_limit_mb"
@@ -433,10 +454,107 @@ def run_app(argv: list[str] | None = None) -> int:
     app.setApplicationDisplayName(APP_NAME)
     app.setStyle("Fusion")
     window = MainWindow(device=args.device, precision=args.precision, offline=True if args.offline else None)
+    if os.environ.get(EXIT_AFTER_FIRST_PAINT_ENV, "").strip() not in ("", "0"):
+        _FirstPaintExit(app, window)
     window.show()
     for f in args.files[:1]:
         QTimer.singleShot(0, lambda f=f: window.open_path(f))
-    return app.exec()
+    code = app.exec()
+    window.shutdown()  # (done already when the window was closed; not when the app was told to quit)
+    from gui.common.pickers import DeviceLister
+    DeviceLister.instance().wait(30.0)  # a device listing still importing torch ends first (see there)
+    if not window.stopped_cleanly():
+        # A thread is still running (a forward pass outlived the shutdown wait). Destroying its
+        # QThread would abort the process ("QThread: Destroyed while thread is still running"), and
+        # the thread is never terminated: end the process here, without destructors, once the logs
+        # are flushed. The window (and through it every thread object) stays referenced until then.
+        log.warning("ending the process with a thread still running (exit code %d)", code)
+        _exit_now(code)
+    return code
+
+
+#: set (to 1) to make the window quit right after its first paint and print the time since the
+#: process started (``first-paint-s=...`` on stdout); `python main.py bench startup` uses it
+EXIT_AFTER_FIRST_PAINT_ENV = "TASKSCOPE_EXIT_AFTER_FIRST_PAINT"
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux: from /proc, 10 ms resolution), else None."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        start_s = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime, ticks after boot
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - start_s
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+class _FirstPaintExit:
+    """On the first paint of the window (or any widget in it), print the time since the process
+    started and quit once that paint is done."""
+
+    def __init__(self, app: QApplication, window: QWidget) -> None:
+        from PySide6.QtCore import QEvent, QObject
+
+        self._app, self._window, self._done = app, window, False
+        outer = self
+
+        class Filter(QObject):
+            def eventFilter(self, obj, event):  # noqa: N802 - Qt override
+                if (not outer._done and event.type() == QEvent.Type.Paint and isinstance(obj, QWidget)
+                        and obj.window() is outer._window):
+                    outer._done = True
+                    QTimer.singleShot(0, outer._report)  # after this paint (and its flush) is done
+                return False
+
+        self._filter = Filter()
+        app.installEventFilter(self._filter)
+
+    def _report(self) -> None:
+        age = process_age_s()
+        print(f"first-paint-s={age:.3f}" if age is not None else "first-paint-s=nan", flush=True)
+        self._app.removeEventFilter(self._filter)
+        self._window.close()
+        self._app.quit()
+
+
+_NONE_GUARDED = False
+
+
+def guard_none_refcount() -> None:
+    """Work around PySide6 6.12.0 on Python 3.11, whose void methods with overloads
+    (``QPainter.setPen``, ``fillRect``, ``drawLine``, ...) return ``None`` without a new reference:
+    each call takes one reference away from ``None``, and a live session's paints take all of them
+    within minutes (`bench soak` aborted after ~2 min: "none_dealloc: deallocating None"). Where the
+    probe shows the leak, ``None`` gets 2**48 extra references: immortal, as Python 3.12+ makes it
+    anyway (the same cure as gui.core.qt_fixes.guard_emit_refcount's for ``True``). Idempotent."""
+    global _NONE_GUARDED
+    if _NONE_GUARDED or sys.version_info >= (3, 12):
+        return
+    _NONE_GUARDED = True
+    from PySide6.QtGui import QColor, QImage, QPainter
+    image = QImage(4, 4, QImage.Format.Format_RGB32)
+    painter = QPainter(image)
+    colour = QColor(0, 0, 0)
+    before = sys.getrefcount(None)
+    for _ in range(100):
+        painter.setPen(colour)
+    lost = before - sys.getrefcount(None)
+    painter.end()
+    if lost >= 90:
+        import ctypes
+        log.info("PySide6 void methods leak references to None: making None immortal")
+        ctypes.c_ssize_t.from_address(id(None)).value += 1 << 48  # ob_refcnt, the first field
+
+
+def _exit_now(code: int) -> None:
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(code)
 
 
 __all__ = ["MainWindow", "make_settings", "run_app"]

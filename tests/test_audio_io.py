@@ -1,4 +1,4 @@
-"""engine.audio: any file -> mono float32 16 kHz, and clear errors for bad files."""
+"""engine.io.audio (files -> mono float32 16 kHz, clear errors for bad files) and engine.processors.audio."""
 from __future__ import annotations
 
 import subprocess
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.audio import FeatureSettings, check_samples, load_audio, prepare, resample, zero_mean_unit_var
+from engine.io.audio import check_samples, load_audio, prepare
+from engine.processors.audio import FeatureSettings, resample, zero_mean_unit_var
 from engine.errors import InputError
 
 
@@ -103,6 +104,7 @@ def test_resample_prepare_and_checks():
 
 
 def test_audio_module_imports_no_torch():
-    code = "import engine.audio, engine.io.export, engine.ctc, sys; print('torch' in sys.modules)"
+    code = ("import engine.io.audio, engine.io.image, engine.io.export, engine.processors.audio, "
+            "engine.processors.ctc, engine.processors.tokenizer, sys; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -74,7 +74,7 @@ def test_a_video_given_as_an_image_is_called_a_video(tmp_path):
     for i in range(3):
         writer.write(np.full((48, 64, 3), i * 40, np.uint8))
     writer.release()
-    from engine.imageio import read_image
+    from engine.io.image import read_image
     with pytest.raises(InputError, match="is a video"):
         read_image(path)
     r = run_main("classify-image", str(path), "--model", str(tmp_path / "none"))

@@ -157,7 +157,7 @@ def _threshold_in_a_gap(scores: np.ndarray) -> float:
 
 
 def test_pixels_are_identical_to_detr_image_processor(engine_task, oracle_run, photo_png):
-    from engine.imageio import read_image
+    from engine.io.image import read_image
     frame = read_image(photo_png)  # OpenCV decode
     theirs_image, inputs, _ = oracle_run
     assert np.array_equal(frame, theirs_image)  # lossless: the same pixels reach both
@@ -168,7 +168,7 @@ def test_pixels_are_identical_to_detr_image_processor(engine_task, oracle_run, p
 
 
 def test_detections_equal_transformers_end_to_end(engine_task, full_detr, oracle_run, photo_png):
-    from engine.imageio import read_image
+    from engine.io.image import read_image
     _, processor, _ = full_detr
     _, _, outputs = oracle_run
     probs = outputs.logits[0].softmax(-1)[:, :-1].max(-1).values.numpy()  # (100,) best real class per query

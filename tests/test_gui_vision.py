@@ -552,3 +552,35 @@ def test_memory_limit_is_a_remembered_setting(qtbot, window):
     assert w.engine.memory_limit() == 1024 * 2 ** 20
     assert w.shutdown()
     assert window().engine.memory_limit() == 1024 * 2 ** 20
+
+
+def test_frames_are_read_only_and_the_tasks_still_take_them(qtbot, video_file, image_file, detr_checkpoint,
+                                                            vit_checkpoint, convnext_checkpoint):
+    """A source's frame goes uncopied to the view and to the engine: it cannot be written, and every
+    vision task takes it as it is (and leaves it as it was)."""
+    import engine
+
+    frames = []
+    for source in (VideoFileSource(video_file, loop=False), ImageSource(image_file), CameraSource(str(video_file))):
+        with qtbot.waitSignal(source.frameReady, timeout=10_000) as blocker:
+            source.start()
+        assert source.stop()
+        frames.append(blocker.args[1])
+    for frame in frames:
+        assert frame.dtype == np.uint8 and frame.shape == (240, 320, 3)
+        assert not frame.flags.writeable
+        with pytest.raises(ValueError):
+            frame[0, 0, 0] = 1
+        with pytest.raises(ValueError):
+            frame.fill(0)
+    frame = frames[0]
+    before = frame.copy()
+    small = np.ascontiguousarray(frame[:32, :32])  # already the ViT checkpoint's input size: not resized
+    small.setflags(write=False)
+    detections = engine.load_task("object-detection", str(detr_checkpoint))(frame, engine.DetectionOptions(threshold=0.0))
+    assert len(detections) > 0
+    for ckpt in (vit_checkpoint, convnext_checkpoint):
+        task = engine.load_task("image-classification", str(ckpt))
+        for image in (frame, small):
+            assert len(task(image).labels) > 0
+    assert np.array_equal(frame, before) and not frame.flags.writeable

@@ -42,7 +42,7 @@ CHECKPOINTS = ["vit_checkpoint", "vit_bin_checkpoint", "vit_pooler_checkpoint", 
 
 @pytest.mark.parametrize("name", CHECKPOINTS)
 def test_top_k_equals_the_transformers_pipeline_from_the_same_file(request, name, photo_file):
-    from engine.imageio import read_image
+    from engine.io.image import read_image
     folder = request.getfixturevalue(name)
     ours = load_task("image-classification", str(folder), device="cpu")(read_image(photo_file),
                                                                        ClassificationOptions(top_k=5))
@@ -54,7 +54,7 @@ def test_top_k_equals_the_transformers_pipeline_from_the_same_file(request, name
 
 @pytest.mark.parametrize("name", ["vit_checkpoint", "convnext_checkpoint"])
 def test_internals_are_maps_over_the_grid(request, name, photo_file):
-    from engine.imageio import read_image
+    from engine.io.image import read_image
     task = load_task("image-classification", str(request.getfixturevalue(name)), device="cpu")
     plain = task(read_image(photo_file), ClassificationOptions(top_k=3))
     r = task(read_image(photo_file), ClassificationOptions(top_k=3, internals=True))
@@ -73,7 +73,7 @@ def test_internals_are_maps_over_the_grid(request, name, photo_file):
 
 def test_convnext_crop_box_is_the_centre_crop(convnext_hub_checkpoint, photo_file):
     """crop_pct: the shortest edge is resized to size / crop_pct, then the centre is cropped."""
-    from engine.imageio import read_image
+    from engine.io.image import read_image
     task = load_task("image-classification", str(convnext_hub_checkpoint), device="cpu")
     x0, y0, x1, y1 = task(read_image(photo_file), ClassificationOptions(internals=True)).internals.crop_box
     assert abs((x0 + x1) / 2 - 80) < 1.5 and abs((y0 + y1) / 2 - 60) < 1.5  # centred

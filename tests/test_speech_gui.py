@@ -270,7 +270,7 @@ def test_real_microphone_path_with_pulseaudio(qtbot, tab, pulse_mic, two_sentenc
 
 
 def test_stream_resampler_is_seamless_across_blocks():
-    from gui.sources.microphone import StreamResampler
+    from engine.processors.audio import Resampler as StreamResampler
 
     for rate in (48_000, 44_100, 22_050, 8_000):
         t = np.arange(2 * rate) / rate

@@ -9,9 +9,9 @@ import pytest
 
 from engine import (AudioClassificationOptions, CancelToken, Cancelled, InputError, TranscriptionOptions,
                     TranscriptionResult, load_task)
-from engine import ctc
+from engine.processors import ctc
 from engine.io import export
-from engine.audio import load_audio
+from engine.io.audio import load_audio
 from engine.types.audio import Span
 from engine.tasks.speech_recognition import chunk_plan
 from tests.fixtures_wav2vec2 import VOCAB
@@ -251,7 +251,8 @@ def test_fast_precision_path_runs_in_bfloat16(w2v_base_ctc, w2v_cls_weighted, sp
 
     fast = Placement(torch.device("cpu"), torch.bfloat16, "fast")
     task = SpeechRecognition.load(str(w2v_base_ctc), w2v_base_ctc, fast)
-    assert next(iter(task.model.parameters())).dtype == torch.bfloat16
+    # the fast plan keeps its numerically sensitive parts in float32; the rest runs in bfloat16
+    assert any(p.dtype == torch.bfloat16 for p in task.model.parameters())
     exact = load_task("speech-recognition", str(w2v_base_ctc))
     a, b = task.logits(speech[:16000]), exact.logits(speech[:16000])
     assert a.dtype == torch.float32 and a.shape == b.shape

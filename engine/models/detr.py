@@ -34,11 +34,34 @@ from torch import nn
 
 from ..errors import CheckpointError
 from .common import MultiHeadAttention, drop_legacy_buffers, load_strict, require
+from .optimize import FastPlan, module_dtype
 from .resnet import ResNet, ResNetConfig, fold_state, hf_to_timm
 
 log = logging.getLogger(__name__)
 
 _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+#: The ``fast`` precision of DETR (engine.device.for_model). Measured with benchmarks/detection.py's
+#: random-weight DETR-R50 (its score sensitivity to a +-1 grey level change on 9% of the pixels is
+#: that of the trained facebook/detr-resnet-50, ~8e-3) on its 640x480 frame, against float32:
+#:   bfloat16 everywhere: kept boxes move 13-35 px, scores 0.04-0.09, and the kept set changes;
+#:   bfloat16 with EVERYTHING but the backbone in float32 (input projection, encoder, decoder,
+#:   heads, norms, positions): the same (13-35 px) - the ResNet's bfloat16 convolutions alone move
+#:   its features by 1.1% (the grey-level change: 0.18%), and no stage can be spared (bf16 in
+#:   layer1+2 only: 19 px; in layer3+4 only: 22 px); rounding only the weights to bf16: 0.65%;
+#:   bfloat16 with the backbone and input projection in float32 (so no faster: the backbone is ~90%
+#:   of the FLOPs): 3-6 px;
+#:   float16 everywhere (3 more mantissa bits): 1.2-6 px, scores within 0.002-0.013, the kept set
+#:   and labels unchanged - what the grey-level change itself does (0.8-4.7 px).
+#: So DETR runs fast in float16 only (GPUs), with the stem convolution (raw pixels), the input
+#: projection, the layer norms (and so the residual streams), the positional encodings (sine and
+#: the object queries') and both heads in float32; on a bfloat16-only device (these CPUs) it runs exact.
+FAST_PLAN = FastPlan(
+    keep_fp32=("backbone.conv1", "input_projection", "query_position_embeddings", "*layer_norm",
+               "decoder.layernorm", "class_labels_classifier", "bbox_predictor"),
+    dtypes=(torch.float16,),
+    why="in bfloat16 its ResNet backbone alone moves the kept boxes by 13-35 px (measured in "
+        "engine/models/detr.py)")
 
 
 @dataclass(frozen=True)
@@ -265,6 +288,11 @@ class DetrForObjectDetection(nn.Module):
         self.bbox_predictor = BoxHead(cfg.d_model)
         self._pos_cache: dict[tuple, torch.Tensor] = {}
 
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """The dtype the pixels should come in: the stem convolution's (float32 under the fast plan)."""
+        return module_dtype(self.backbone.conv1) or torch.float32
+
     def _positions(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
         key = (h, w, like.device, like.dtype)
         pos = self._pos_cache.get(key)
@@ -339,12 +367,26 @@ def build(config: Mapping, state: Mapping[str, torch.Tensor]) -> DetrForObjectDe
     return model.eval()
 
 
+def fast_placement(placement):
+    """``placement`` as DETR runs on it -> (placement, notice): ``fast`` becomes float16 on GPUs
+    and ``exact`` where only bfloat16 is fast (see FAST_PLAN); notice says so, else None."""
+    from ..device import for_model
+    return for_model(placement, FAST_PLAN.dtypes, "DETR", FAST_PLAN.why)
+
+
 def from_checkpoint(folder, placement) -> DetrForObjectDetection:
-    """A checkpoint folder -> DETR on ``placement``, in channels-last memory on CPU and CUDA.
+    """A checkpoint folder -> DETR on ``placement``, in channels-last memory on CPU and CUDA; in the
+    ``fast`` precision by FAST_PLAN (:func:`fast_placement`: float16 with float32 parts, or exact).
 
     channels_last measured on this project's 2-core AVX-512 CPU, DETR-R50 at 800x1066, one frame end
     to end: best 1275 ms vs 2091 ms contiguous (oneDNN convs prefer NHWC); on CUDA it is what
     tensor-core convolutions want."""
     from ..hub import load_weights, read_json
-    from .optimize import place
-    return place(build(read_json(folder, "config.json"), load_weights(folder)), placement, channels_last=True)
+    from .optimize import cast_at_boundaries, place
+    placement, notice = fast_placement(placement)
+    if notice:
+        log.warning(notice)
+    model = place(build(read_json(folder, "config.json"), load_weights(folder)), placement, channels_last=True,
+                  keep_fp32=FAST_PLAN.keep_fp32 if placement.precision == "fast" else ())
+    cast_at_boundaries(model)
+    return model

@@ -7,11 +7,16 @@
 - packed weights on CPU: :func:`pack_linears` replaces a model's nn.Linear layers by
   :class:`PackedLinear` (oneDNN GEMMs on weights packed once, checked by :func:`packing_is_exact`
   first); :func:`linear_gelu` and :func:`linear_add` fuse the GELU or the residual add that
-  follows a linear layer into it when it is packed, and are the plain two steps when it is not.
+  follows a linear layer into it when it is packed, and are the plain two steps when it is not;
+- the ``fast`` precision as a per-model :class:`FastPlan`: :func:`place` keeps the plan's
+  numerically sensitive submodules in float32 and casts the rest to the reduced dtype, and
+  :func:`cast_at_boundaries` makes every layer take its inputs in its own dtype, so float32 and
+  reduced-precision parts can follow each other in one forward pass.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -22,13 +27,111 @@ from ..device import Placement
 log = logging.getLogger(__name__)
 
 
-def place(model: nn.Module, placement: Placement, *, channels_last: bool = False) -> nn.Module:
+# ----------------------------------------------------------------------------- the fast precision
+
+@dataclass(frozen=True)
+class FastPlan:
+    """How a model runs in the ``fast`` precision, as measured for it (each model file has one).
+
+    ``keep_fp32``: submodule names (``"decoder"``, ``"backbone.conv1"``; every module under one
+    is included) or ``"*suffix"`` patterns (``"*layer_norm"``: every module whose name ends so)
+    that stay float32 while the rest runs in the reduced dtype. ``dtypes``: the reduced dtypes
+    that keep the model's answers (float16 has 3 more mantissa bits than bfloat16); a device
+    whose fast dtype is not among them runs the model ``exact`` instead (engine.device.fast_dtype
+    decides, the task logs why). ``why``: the measurement behind the plan, for that notice.
+    """
+
+    keep_fp32: tuple[str, ...] = ()
+    dtypes: tuple[torch.dtype, ...] = (torch.bfloat16, torch.float16)
+    why: str = ""
+
+
+def _kept(model: nn.Module, patterns: tuple[str, ...]) -> tuple[set[nn.Module], set[str]]:
+    """The modules a FastPlan's ``keep_fp32`` names, with everything under them, and the names of
+    the parameters it names on their own (``"layer_weights"``)."""
+    names = dict(model.named_modules())
+    tensors = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
+    roots, own = [], set()
+    for pattern in patterns:
+        if pattern.startswith("*"):
+            roots += [n for n in names if n.endswith(pattern[1:])]
+        elif pattern in names:
+            roots.append(pattern)
+        elif pattern in tensors:
+            own.add(pattern)
+        else:
+            raise ValueError(f"FastPlan names {pattern!r}, which this model does not have")
+    return {m for root in roots for m in names[root].modules()}, own
+
+
+def place(model: nn.Module, placement: Placement, *, channels_last: bool = False,
+          keep_fp32: tuple[str, ...] = ()) -> nn.Module:
     """The one way a loaded model reaches its device: eval mode, no gradients, the placement's
-    device and dtype, and (for convnets, where it was measured to help) channels-last memory."""
-    model = model.eval().requires_grad_(False).to(device=placement.device, dtype=placement.dtype)
+    device and dtype, and (for convnets, where it was measured to help) channels-last memory.
+
+    ``keep_fp32`` (a FastPlan's): when the placement's dtype is a reduced one, these submodules
+    keep float32 parameters and buffers; call :func:`cast_at_boundaries` once the model's layers
+    are final (after packing / fusing) so that each takes its inputs in its own dtype."""
+    model = model.eval().requires_grad_(False)
+    if not keep_fp32 or placement.dtype == torch.float32:
+        model = model.to(device=placement.device, dtype=placement.dtype)
+    else:
+        model = model.to(device=placement.device, dtype=torch.float32)
+        kept, kept_tensors = _kept(model, tuple(keep_fp32))
+        for prefix, module in model.named_modules():
+            if module in kept:
+                continue
+            for name, t in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
+                full = f"{prefix}.{name}" if prefix else name
+                if t is not None and t.is_floating_point() and full not in kept_tensors:
+                    t.data = t.data.to(placement.dtype)
     if channels_last and placement.device.type in ("cpu", "cuda"):
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def module_dtype(module: nn.Module) -> torch.dtype | None:
+    """The floating dtype of a module's OWN parameters / buffers (PackedLinear: its packed weight's);
+    None when it has none (containers, activations)."""
+    if isinstance(module, PackedLinear):
+        return module.dtype
+    for t in list(module.parameters(recurse=False)) + list(module.buffers(recurse=False)):
+        if t.is_floating_point():
+            return t.dtype
+    return None
+
+
+def _to(x, dtype: torch.dtype):
+    return x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != dtype else x
+
+
+def _cast_inputs(module: nn.Module, args: tuple, kwargs: dict):
+    dtype = module._input_dtype
+    return tuple(_to(a, dtype) for a in args), {k: _to(v, dtype) for k, v in kwargs.items()}
+
+
+def cast_at_boundaries(model: nn.Module) -> int:
+    """For a model whose layers have different dtypes (a FastPlan's float32 parts among reduced
+    ones): make every layer (a leaf module that owns parameters: Linear, Conv, norms) cast its
+    floating inputs to its own dtype (a forward pre-hook, a no-op where they already match;
+    PackedLinear casts by itself). Outputs are
+    left as computed, so a float32 part's result (a norm's, a head's) stays float32 until the next
+    reduced layer reads it, and elementwise ops between the two promote to float32. Returns how
+    many layers got a cast (0: the model has one dtype and nothing changes). Idempotent."""
+    dtypes = {module_dtype(m) for m in model.modules()} - {None}
+    hooked = 0
+    for module in model.modules():
+        old = getattr(module, "_input_cast_hook", None)
+        if old is not None:
+            old.remove()
+            module._input_cast_hook = None
+        dtype = module_dtype(module)
+        if len(dtypes) < 2 or dtype is None or isinstance(module, PackedLinear) or next(module.children(), None):
+            continue
+        module._input_dtype = dtype
+        module._input_cast_hook = module.register_forward_pre_hook(_cast_inputs, with_kwargs=True)
+        hooked += 1
+    return hooked
 
 
 def fold_batchnorm(conv_weight: torch.Tensor, conv_bias: torch.Tensor | None, bn_weight: torch.Tensor,
@@ -86,18 +189,23 @@ class PackedLinear(nn.Module):
         with torch.no_grad():
             self.packed = _reorder_linear_weight(linear.weight.detach(), rows)  # (out, in), opaque oneDNN layout
         self.bias = None if linear.bias is None else linear.bias.detach()  # (out,)
+        self.dtype = linear.weight.dtype  # inputs in another dtype (a FastPlan's boundary) are cast to it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., in) -> (..., out) = x W^T + b"""
-        return _linear_pointwise(x, self.packed, self.bias, "none", [], "")
+        return _linear_pointwise(_to(x, self.dtype), self.packed, self.bias, "none", [], "")
 
     def gelu(self, x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
         """(..., in) -> (..., out) = GELU(x W^T + b) in one pass (``approximate`` as F.gelu's)."""
-        return _linear_pointwise(x, self.packed, self.bias, "gelu", [], approximate)
+        return _linear_pointwise(_to(x, self.dtype), self.packed, self.bias, "gelu", [], approximate)
 
     def add(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        """(..., in), residual (..., out) -> residual + x W^T + b in one pass (residual unchanged)."""
-        return _linear_pointwise.binary(x, residual.contiguous(), self.packed, self.bias, "add")
+        """(..., in), residual (..., out) -> residual + x W^T + b in one pass (residual unchanged).
+        A residual in another dtype (a float32 residual stream around a reduced layer) is added
+        after the product, in the wider of the two dtypes."""
+        if residual.dtype != self.dtype:
+            return residual + self(x)
+        return _linear_pointwise.binary(_to(x, self.dtype), residual.contiguous(), self.packed, self.bias, "add")
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, packed for {self.rows} rows"
@@ -148,13 +256,14 @@ def packing_is_exact(linear: nn.Linear, rows: int = 256) -> bool:
 
 
 def pack_linears(model: nn.Module, *, device: torch.device | str, dtype: torch.dtype, rows: int = 256) -> int:
-    """Replace every plain nn.Linear of ``model`` by a PackedLinear tuned for ``rows`` rows, once
-    packing_is_exact passed on the first of them; on another device or dtype, or when the check
-    fails, nothing changes. Returns how many layers were packed (0: the model is as it was)."""
+    """Replace every plain nn.Linear of ``model`` whose weight is in ``dtype`` by a PackedLinear
+    tuned for ``rows`` rows, once packing_is_exact passed on the first of them; on another device
+    or dtype, or when the check fails, nothing changes. Returns how many layers were packed (0: the
+    model is as it was). A model with float32 parts (a FastPlan) is packed once per dtype."""
     if not can_pack(device, dtype):
         return 0
     found = [(parent, name, child) for parent in model.modules()
-             for name, child in parent.named_children() if type(child) is nn.Linear]
+             for name, child in parent.named_children() if type(child) is nn.Linear and child.weight.dtype == dtype]
     if not found or not packing_is_exact(found[0][2], rows):
         return 0
     for parent, name, child in found:

@@ -28,13 +28,15 @@ from torch import nn
 
 from ..errors import CheckpointError
 from .common import MultiHeadAttention, drop_legacy_buffers, load_strict, require
-from .optimize import fold_weight_norm, pack_linears
+from .optimize import FastPlan, cast_at_boundaries, fold_weight_norm, linear_add, linear_gelu, module_dtype, pack_linears
 
 log = logging.getLogger(__name__)
 
 ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu, "swish": F.silu,
                "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
                "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh")}
+#: activations the packed linear layers fuse into their GEMM (optimize.linear_gelu), by F.gelu's name
+FUSED_GELUS = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}
 #: pre-training parts a fine-tuned checkpoint may carry; inference never uses them
 PRETRAINING_PREFIXES = ("quantizer.", "project_q.", "project_hid.", "wav2vec2.masked_spec_embed", "masked_spec_embed")
 
@@ -121,12 +123,41 @@ class FeatureEncoderConvLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in, L) -> (B, C_out, L')"""
+        if self.norm == "group" and self.conv.in_channels == 1:
+            return self.act(self._conv_group_norm(x))
         x = self.conv(x)
         if self.norm == "layer":
             x = self.layer_norm(x.transpose(1, 2)).transpose(1, 2)  # norm over channels: (B, L', C) and back
         elif self.norm == "group":
             x = self.layer_norm(x)
         return self.act(x)
+
+
+    def _conv_group_norm(self, x: torch.Tensor) -> torch.Tensor:
+        """The first convolution (one input channel) and its per-channel GroupNorm as ONE convolution.
+
+        The convolution is linear in the waveform's frames f_t (kernel-long windows, (K,)), so each
+        output channel's mean and variance over time follow from the frames' mean mu (K,) and
+        covariance S (K, K): mean_c = w_c . mu (+ bias), var_c = w_c^T S w_c. The norm then folds
+        into the weights, per utterance: w'_c = w_c g_c / sqrt(var_c + eps), b'_c = beta_c - w'_c . mu
+        (the conv bias cancels). Equal to conv + GroupNorm up to float rounding, without the two
+        passes over the (C, L') output the norm needs (measured: ~27 -> ~6 ms for 5 s of audio).
+        (B, 1, L) -> (B, C, L')"""
+        conv, norm = self.conv, self.layer_norm
+        k, stride = conv.kernel_size[0], conv.stride[0]
+        b = x.shape[0]
+        frames = x[:, 0].unfold(-1, k, stride).float()  # (B, T, K), a view
+        mu = frames.mean(1)  # (B, K)
+        centred = frames - mu[:, None]  # (B, T, K)
+        cov = centred.transpose(1, 2) @ centred / frames.shape[1]  # (B, K, K), biased as GroupNorm's
+        w = conv.weight[:, 0].float()  # (C, K)
+        var = ((cov @ w.t()) * w.t()).sum(1)  # (B, C): w_c^T S w_c
+        scale = norm.weight.float() * torch.rsqrt(var + norm.eps)  # (B, C)
+        weight = w[None] * scale[:, :, None]  # (B, C, K)
+        bias = norm.bias.float() - (mu @ w.t()) * scale  # (B, C)
+        out = F.conv1d(x.reshape(1, b, -1).to(conv.weight.dtype), weight.reshape(-1, 1, k).to(conv.weight.dtype),
+                       bias.reshape(-1).to(conv.weight.dtype), stride=stride, groups=b)  # (1, B*C, L')
+        return out.view(b, -1, out.shape[-1])  # (B, C, L')
 
 
 class FeatureEncoder(nn.Module):
@@ -179,15 +210,25 @@ class PositionalConvEmbedding(nn.Module):
 
 
 class FeedForward(nn.Module):
+    """D -> intermediate -> D. With packed weights (CPU) the GELU is fused into the first GEMM and the
+    residual add into the second (optimize.linear_gelu / linear_add)."""
+
     def __init__(self, c: Wav2Vec2Config) -> None:
         super().__init__()
         self.intermediate_dense = nn.Linear(c.hidden_size, c.intermediate_size)
         self.output_dense = nn.Linear(c.intermediate_size, c.hidden_size)
         self.act = ACTIVATIONS[c.hidden_act]
+        self.gelu = FUSED_GELUS.get(c.hidden_act)  # F.gelu's ``approximate``, or None: not a GELU
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) -> (B, T, D)"""
-        return self.output_dense(self.act(self.intermediate_dense(x)))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, D), residual None or (B, T, D) -> (B, T, D) (plus ``residual`` when given)"""
+        if self.gelu is not None:
+            h = linear_gelu(self.intermediate_dense, x, self.gelu)  # (B, T, intermediate)
+        else:
+            h = self.act(self.intermediate_dense(x))  # (B, T, intermediate)
+        if residual is None:
+            return self.output_dense(h)
+        return linear_add(self.output_dense, h, residual)
 
 
 class EncoderLayer(nn.Module):
@@ -205,9 +246,9 @@ class EncoderLayer(nn.Module):
         """(B, T, D) -> (B, T, D)"""
         if self.pre_ln:
             x = x + self.attention(self.layer_norm(x), key_mask=mask)[0]
-            return x + self.feed_forward(self.final_layer_norm(x))
+            return self.feed_forward(self.final_layer_norm(x), residual=x)
         x = self.layer_norm(x + self.attention(x, key_mask=mask)[0])
-        return self.final_layer_norm(x + self.feed_forward(x))
+        return self.final_layer_norm(self.feed_forward(x, residual=x))
 
 
 class ContextNetwork(nn.Module):
@@ -250,6 +291,11 @@ class Wav2Vec2Model(nn.Module):
         self.feature_extractor = FeatureEncoder(c)  # checkpoint name of the feature encoder
         self.feature_projection = FeatureProjection(c)
         self.encoder = ContextNetwork(c)  # checkpoint name of the context network
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """The dtype the samples should come in: the feature encoder's first convolution's."""
+        return module_dtype(self.feature_extractor.conv_layers[0].conv) or torch.float32
 
     def forward(self, wave: torch.Tensor, valid: torch.Tensor | None = None,
                 all_states: bool = False) -> list[torch.Tensor]:
@@ -303,6 +349,15 @@ class Wav2Vec2ForSequenceClassification(nn.Module):
 
 HEADS = {"ctc": Wav2Vec2ForCTC, "classification": Wav2Vec2ForSequenceClassification}
 
+#: The ``fast`` precision of Wav2Vec2 (engine.device.for_model): see the measurements below.
+FAST_PLAN = FastPlan(
+    keep_fp32=("wav2vec2.feature_extractor.conv_layers.0", "*layer_norm", "wav2vec2.encoder.pos_conv_embed",
+               "wav2vec2.feature_projection"),
+    dtypes=(torch.bfloat16, torch.float16),
+    why="")
+#: and per head: the heads themselves (tiny) stay float32
+FAST_PLAN_KEEP = {"ctc": ("lm_head",), "classification": ("projector", "classifier")}
+
 
 # ----------------------------------------------------------------------------- loading
 
@@ -341,21 +396,40 @@ def build(config: Wav2Vec2Config, state: dict[str, torch.Tensor], head: str) -> 
 def optimize_for_inference(model: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
     """Fuse the self-attention q/k/v projections into one GEMM; on CPU also pack the linear layers'
     weights once for oneDNN (optimize.pack_linears, checked against F.linear first), tuned for
-    256 frames (~5 s of audio). Returns the same model, changed in place."""
+    256 frames (~5 s of audio): those in ``dtype`` and, under the fast plan, the float32 ones.
+    Then casts at the boundaries of float32 and reduced parts. Returns the same model, changed
+    in place."""
     for m in list(model.modules()):
         if isinstance(m, MultiHeadAttention):
             m.fuse_qkv()
     packed = pack_linears(model, device=device, dtype=dtype, rows=256)
+    if dtype != torch.float32:
+        packed += pack_linears(model, device=device, dtype=torch.float32, rows=256)
     if packed:
         log.info("Wav2Vec2: %d linear layers packed for oneDNN", packed)
+    cast_at_boundaries(model)
     return model
 
 
+def fast_placement(placement):
+    """``placement`` as Wav2Vec2 runs on it -> (placement, notice) (see FAST_PLAN)."""
+    from ..device import for_model
+    return for_model(placement, FAST_PLAN.dtypes, "Wav2Vec2", FAST_PLAN.why)
+
+
 def from_checkpoint(folder, placement, head: str) -> nn.Module:
-    """Config + weights of a checkpoint folder -> model with ``head`` on ``placement`` (device, dtype)."""
+    """Config + weights of a checkpoint folder -> model with ``head`` on ``placement`` (device, dtype);
+    in the ``fast`` precision by FAST_PLAN (:func:`fast_placement`)."""
     from ..hub import load_weights, read_json
     from .optimize import place
 
+    placement, notice = fast_placement(placement)
+    if notice:
+        log.warning(notice)
     config = Wav2Vec2Config.from_hf(read_json(folder, "config.json"))
-    model = place(build(config, load_weights(folder), head), placement)
+    keep = ()
+    if placement.precision == "fast":  # the plan, the head's own part, and the layer-sum weights if any
+        keep = FAST_PLAN.keep_fp32 + FAST_PLAN_KEEP[head] + (
+            ("layer_weights",) if head == "classification" and config.use_weighted_layer_sum else ())
+    model = place(build(config, load_weights(folder), head), placement, keep_fp32=keep)
     return optimize_for_inference(model, placement.device, placement.dtype)

@@ -632,7 +632,7 @@ class ImageProcessor:
     def prepare(self, image: np.ndarray, size_override=None) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> the resized and cropped (h, w, 3) uint8 image the model will see
         (before rescale / normalise): what the GUI can show as "the model's input"."""
-        from ..imageio import to_rgb
+        from ..io.image import to_rgb
         image = to_rgb(image)
         out_h, out_w = self.output_size(image.shape[0], image.shape[1], size_override)
         out = resize(image, (out_h, out_w), self.config.resample) if self.config.do_resize else image

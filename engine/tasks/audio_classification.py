@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..audio import FeatureSettings, as_samples
 from ..cancel import CancelToken, check
 from ..catalog import ModelEntry
 from ..errors import EngineError, InputError
+from ..io.audio import as_samples
 from ..lazy import lazy
+from ..processors.audio import FeatureSettings
 from ..types.audio import AudioClassificationOptions, AudioClassificationResult
 from .base import Progress, StageClock, Task, expect_architecture
 
@@ -51,7 +52,7 @@ class AudioClassification(Task):
 
     @classmethod
     def cli_inputs(cls, args) -> list[tuple[str, Any]]:
-        from ..audio import load_audio
+        from ..io.audio import load_audio
         pairs: list[tuple[str, Any]] = []
         for path in args.file:
             try:
@@ -87,13 +88,16 @@ class AudioClassification(Task):
     @classmethod
     def load(cls, model_ref: str, folder: Path, placement: Placement) -> AudioClassification:
         expect_architecture(folder, model_ref, cls.name, ("wav2vec2",), ("ForSequenceClassification",))
+        placement, notice = wav2vec2.fast_placement(placement)  # 'fast' by wav2vec2.FAST_PLAN, or exact with a notice
         model = wav2vec2.from_checkpoint(folder, placement, "classification")
-        return cls(model_ref, folder, placement, model, FeatureSettings.from_folder(folder))
+        task = cls(model_ref, folder, placement, model, FeatureSettings.from_folder(folder))
+        task.precision_notice = notice  # why 'fast' was asked for and 'exact' runs, if it was
+        return task
 
     def scores(self, samples: np.ndarray) -> np.ndarray:
         """(N,) samples -> softmax probabilities over all labels (num_labels,) float32."""
         x = torch.from_numpy(self.features(samples))[None]  # (1, N)
-        x = x.to(device=self.placement.device, dtype=self.placement.dtype)
+        x = x.to(device=self.placement.device, dtype=self.model.wav2vec2.input_dtype)  # float32 under the fast plan
         with torch.inference_mode():
             return torch.softmax(self.model(x)[0].float(), dim=-1).cpu().numpy()  # (num_labels,)
 

@@ -85,7 +85,7 @@ class ImageClassification(Task):
     def run(self, inputs: np.ndarray, options: ClassificationOptions | None = None, *,
             cancel: CancelToken | None = None, progress: Progress | None = None) -> ClassificationResult:
         """One (H, W, 3) uint8 RGB image (grayscale / RGBA are converted) -> the top-k labels."""
-        from ..imageio import to_rgb
+        from ..io.image import to_rgb
         opts = self._options(options)
         image = to_rgb(inputs)
         clock = StageClock(self._sync())
@@ -177,7 +177,7 @@ def _normalised(m) -> np.ndarray:
 
 def _read_images(paths) -> list[tuple[str, Any]]:
     """(name, image or the InputError that reading it raised) per path."""
-    from ..imageio import read_image
+    from ..io.image import read_image
     pairs: list[tuple[str, Any]] = []
     for path in paths:
         try:

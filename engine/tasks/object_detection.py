@@ -26,7 +26,7 @@ from ..cancel import CancelToken, check
 from ..catalog import ModelEntry
 from ..errors import InputError
 from ..hub import read_json
-from ..imageio import to_rgb
+from ..io.image import to_rgb
 from ..lazy import lazy
 from ..types.vision import DetectionInternals, DetectionOptions, DetectionResult
 from .base import Progress, StageClock, Task, expect_architecture
@@ -124,6 +124,8 @@ class ObjectDetection(Task):
         self.processor = processor
         self.id2label = model.config.id2label
         self.channels_last = placement.device.type in ("cpu", "cuda")  # as detr.from_checkpoint placed it
+        self.input_dtype = model.input_dtype  # the pixels' dtype: float32 under the fast plan (detr.FAST_PLAN)
+        self.precision_notice: str | None = None  # why 'fast' was asked for and 'exact' runs, if it was
         self.default_options = DetectionOptions()
 
     @classmethod
@@ -134,10 +136,13 @@ class ObjectDetection(Task):
         # the resize comes from DetectionOptions (the checkpoint's by default, see below)
         processing = image_processing.ImageProcessorConfig.from_hf(pre, default_type="DetrImageProcessor")
         processing = dataclasses.replace(processing, do_resize=True, do_pad=True)
+        # 'fast' keeps the answers only in float16 (GPUs): elsewhere DETR runs exact, with a notice
+        placement, notice = detr.fast_placement(placement)
         model = detr.from_checkpoint(folder, placement)
         log.info("Loaded DETR %s (%d queries, %d labels) on %s", model_ref, model.config.num_queries,
                  model.config.num_labels, placement.describe())
         task = cls(model_ref, folder, placement, model, image_processing.ImageProcessor.from_config(processing))
+        task.precision_notice = notice
         resize = checkpoint_resize(pre)
         if resize is not None:  # the checkpoint's own resize, used when no options are given
             task.default_options = DetectionOptions(shortest_edge=resize[0], longest_edge=resize[1])
@@ -158,7 +163,7 @@ class ObjectDetection(Task):
         on its own (shortest / longest edge from the options), rescaled, normalised, then padded
         bottom-right with zeros to the batch's largest height and width."""
         size = {"shortest_edge": int(options.shortest_edge), "longest_edge": int(options.longest_edge)}
-        return self.processor(images, self.placement.device, self.placement.dtype, channels_last=self.channels_last,
+        return self.processor(images, self.placement.device, self.input_dtype, channels_last=self.channels_last,
                          size_override=size)  # (B, 3, H, W), (B, H, W) or None
 
     def _check_memory(self, frames: list[np.ndarray], options: DetectionOptions) -> None:

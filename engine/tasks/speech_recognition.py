@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import ctc
-from ..audio import FeatureSettings, as_samples
 from ..cancel import CancelToken, check
 from ..catalog import ModelEntry
 from ..errors import EngineError, InputError
+from ..io.audio import as_samples
 from ..lazy import lazy
+from ..processors import ctc
+from ..processors.audio import FeatureSettings
 from ..types import Timings
 from ..types.audio import CTCInternals, Span, TranscriptionOptions, TranscriptionResult
 from .base import Progress, StageClock, Task, expect_architecture
@@ -97,7 +98,7 @@ class SpeechRecognition(Task):
 
     @classmethod
     def cli_inputs(cls, args) -> list[tuple[str, Any]]:
-        from ..audio import load_audio
+        from ..io.audio import load_audio
         return [(str(args.file), load_audio(args.file)[0])]
 
     def cli_results(self, inputs: list[Any], options: TranscriptionOptions, args) -> list[Any]:
@@ -140,10 +141,13 @@ class SpeechRecognition(Task):
     def load(cls, model_ref: str, folder: Path, placement: Placement) -> SpeechRecognition:
         expect_architecture(folder, model_ref, cls.name, ("wav2vec2",), ("ForCTC",))
         vocab = ctc.CTCVocab.from_folder(folder)
+        placement, notice = wav2vec2.fast_placement(placement)  # 'fast' by wav2vec2.FAST_PLAN, or exact with a notice
         model = wav2vec2.from_checkpoint(folder, placement, "ctc")
         if len(vocab.tokens) > model.config.vocab_size:
             log.warning("vocab.json has %d tokens, the CTC head %d", len(vocab.tokens), model.config.vocab_size)
-        return cls(model_ref, folder, placement, model, vocab, FeatureSettings.from_folder(folder))
+        task = cls(model_ref, folder, placement, model, vocab, FeatureSettings.from_folder(folder))
+        task.precision_notice = notice  # why 'fast' was asked for and 'exact' runs, if it was
+        return task
 
     # ------------------------------------------------------------------------------------------
 
@@ -172,7 +176,7 @@ class SpeechRecognition(Task):
     def logits(self, samples: np.ndarray) -> torch.Tensor:
         """(N,) samples of one chunk -> CTC logits (T, vocab) float32 on the CPU."""
         x = torch.from_numpy(self.features(samples))[None]  # (1, N)
-        x = x.to(device=self.placement.device, dtype=self.placement.dtype)
+        x = x.to(device=self.placement.device, dtype=self.model.wav2vec2.input_dtype)  # float32 under the fast plan
         with torch.inference_mode():
             return self.model(x)[0].float().cpu()  # (T, vocab)
 

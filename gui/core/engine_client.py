@@ -17,6 +17,10 @@ The UI thread talks to :class:`EngineClient` only. ``submit`` never blocks and r
   run on the model it replaces; the switch happens when the new one is ready. A load belongs to
   the loader: cancelling a stream never cancels it; ``cancel_loading`` or a newer choice does.
   A model that failed to load is not retried by later items until ``load``/``configure``.
+- A GPU out-of-memory or driver error (told by the exception's type name and message: no torch
+  here) moves that task to the CPU: the loader loads the same model there, exact precision, and
+  the item runs again on it; ``deviceFallback(task, notice)`` says so once. Changing the device
+  or precision (``configure``) tries the GPU again.
 
 Never imports torch: the engine's public API does that in the worker threads.
 """
@@ -34,7 +38,7 @@ from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 from engine.errors import Cancelled, EngineError
 
 from gui.core.engine_state import (DEFAULT_MEMORY_LIMIT, LIVE_SHARE, PROGRESS_RATE_HZ, UNKNOWN_FRACTION, _Item,
-                                   _LongJob, _Shared, _unexpected)
+                                   _LongJob, _Shared, _unexpected, fallback_notice, gpu_failure, placed_on_gpu)
 from gui.core.model_loader import _Loader
 from gui.core.qt_fixes import guard_emit_refcount
 from gui.core.requests import Outcome, Request, is_load_cancelled_message, load_cancelled_message
@@ -58,6 +62,7 @@ class _Worker(QObject):
     "result" (Outcome), "error" (message) or "cancelled" (None); all but "progress" end the request."""
 
     report = Signal(int, str, object)
+    deviceFallback = Signal(str, str)  # (task, notice): it failed on the GPU and reruns on the CPU
 
     def __init__(self, shared: _Shared) -> None:
         super().__init__()
@@ -156,7 +161,7 @@ class _Worker(QObject):
         if item.long:  # started now; it advances one step per round from here on
             steps = getattr(task, "steps", None)
             it = steps(item.inputs, item.options, cancel=item.token) if steps is not None else _one_step(task, item)
-            s.long.append(_LongJob(item, it))
+            s.long.append(_LongJob(item, it, task))
             return None
         return "item", item, task
 
@@ -203,11 +208,53 @@ class _Worker(QObject):
             self.report.emit(item.rid, "error", str(exc))
             return
         except Exception as exc:  # noqa: BLE001
+            if self._fall_back(item, task, exc):
+                return
             log.exception("task %s failed on item %s of stream %s (request %d)", item.task, item.item_id,
                           item.stream, item.rid)
             self.report.emit(item.rid, "error", _unexpected(item.task, exc))
             return
         self._done(item, result)
+
+    def _fall_back(self, item: _Item, task: Any, exc: Exception) -> bool:
+        """A GPU out-of-memory or driver error: the task's model is loaded again on the CPU (same
+        model, exact precision) by the loader, and ``item`` runs again on it, first of its stream;
+        the GPU model leaves the cache now (its memory is what ran out). The notice goes out once
+        per fallback. False: not a GPU failure (or the item already had its rerun)."""
+        s = self._s
+        if item.gpu_retried or not placed_on_gpu(task) or not gpu_failure(exc):
+            return False
+        notice = fallback_notice(item.task, exc)
+        log.warning("%s failed on the GPU (%s: %s): running it on the CPU", item.task, type(exc).__name__, exc)
+        freed = None
+        with s.cond:
+            if s.stop or item.token.cancelled:
+                quiet = True
+            else:
+                quiet = False
+                item.gpu_retried = True
+                first = item.task not in s.fallback
+                s.fallback.setdefault(item.task, notice)
+                key = s.active.get(item.task)
+                if key is not None and key[2:] != s.settings_for(item.task):  # its items wait for the CPU model
+                    del s.active[item.task]
+                    freed = s.cache.pop(key, None)
+                running = s.running_load
+                if first and running is not None and running.task == item.task and not running.token.cancelled:
+                    running.token.cancel()  # a load for the GPU settings: the CPU load replaces it
+                if first or not s.loading(item.task):
+                    s.queue_load(item.task, s.choice.get(item.task))
+                queue = s.pending.get(item.stream)
+                if queue is None:
+                    queue = s.pending[item.stream] = deque()
+                queue.appendleft(item)  # it runs again before anything submitted after it on its stream
+                s.cond.notify_all()
+        del freed  # the GPU model's memory goes here, outside the lock
+        if quiet:
+            self.report.emit(item.rid, "cancelled", None)
+        elif first:
+            self.deviceFallback.emit(item.task, notice)
+        return True
 
     def _done(self, item: _Item, result: Any) -> None:
         if item.token.cancelled:
@@ -241,9 +288,11 @@ class _Worker(QObject):
             self.report.emit(item.rid, "error", str(exc))
             return
         except Exception as exc:  # noqa: BLE001
+            self._end(job)
+            if self._fall_back(item, job.task, exc):  # started again from its beginning on the CPU
+                return
             log.exception("long job %s failed on item %s of stream %s (request %d)", item.task, item.item_id,
                           item.stream, item.rid)
-            self._end(job)
             self.report.emit(item.rid, "error", _unexpected(item.task, exc))
             return
         if fraction is not None and fraction >= 1.0:
@@ -286,6 +335,7 @@ class EngineClient(QObject):
     modelLoaded = Signal(str, str)  # (task, description)
     modelFailed = Signal(str, str)  # (task, message); "" when the load was cancelled
     droppedChanged = Signal(str, int)  # (stream, total dropped so far)
+    deviceFallback = Signal(str, str)  # (task, notice): a GPU failure; the task runs on the CPU from now on
 
     _post = Signal(int, str)  # a report made on the UI thread (dropped/cancelled), delivered later
 
@@ -309,8 +359,9 @@ class EngineClient(QObject):
         self._loader.moveToThread(self._loader_thread)
         self._worker.report.connect(self._on_report)  # queued: the worker emits in its thread
         self._post.connect(self._on_posted, Qt.ConnectionType.QueuedConnection)
-        for name in ("modelLoading", "modelLoaded", "modelFailed"):
+        for name in ("modelLoading", "modelLoaded", "modelFailed", "deviceFallback"):
             getattr(self._loader, name).connect(getattr(self, name))
+        self._worker.deviceFallback.connect(self.deviceFallback)
         self._thread.started.connect(self._worker.run)
         self._loader_thread.started.connect(self._loader.run)
         self._thread.start()
@@ -527,5 +578,17 @@ class EngineClient(QObject):
                 self._s.cache.clear()
                 self._s.active.clear()
         else:
+            # Never let a running QThread be destroyed (Qt aborts the process: "QThread: Destroyed
+            # while thread is still running") and never terminate it: the threads, their workers and
+            # the state they use stay referenced for the rest of the process; each thread ends by
+            # itself when its call returns (stop is set). An app that exits meanwhile ends the process
+            # without destructors (gui.app.run_app).
+            if not any(kept[0] is self._thread for kept in _UNFINISHED):
+                _UNFINISHED.append((self._thread, self._loader_thread, self._worker, self._loader, self._s))
             log.warning("engine threads did not stop within %d ms (a model call is still running)", timeout_ms)
         return ok
+
+
+#: (thread, loader thread, worker, loader, shared state) of every client whose threads outlived
+#: shutdown's wait: kept alive until the process ends (see EngineClient.shutdown)
+_UNFINISHED: list[tuple] = []

@@ -38,12 +38,14 @@ class _Item:
     submitted_at: float
     long: bool = False
     token: CancelToken = field(default_factory=CancelToken)
+    gpu_retried: bool = False  # rerun once on the CPU after a GPU failure (never a second time)
 
 
 @dataclass(eq=False)
 class _LongJob:
     item: _Item
     steps: Iterator
+    task: Any = None  # the engine Task its steps run on (where it is placed: the GPU fallback)
     last: Any = None
     has_last: bool = False
     last_progress: float = 0.0
@@ -80,15 +82,45 @@ class _Shared:
         self.choice: dict[str, str | None] = {}  # task -> model chosen by the last load()
         self.failed: dict[str, tuple] = {}  # task -> (model, device, precision) whose load failed
         self.failed_message: dict[str, str] = {}  # task -> why its load failed ("" or absent: cancelled)
-        self.device = "auto"
-        self.precision = "exact"
+        # task -> the notice of its GPU failure: it runs on the CPU (exact) until the settings change
+        self.fallback: dict[str, str] = {}
+        self._device = "auto"
+        self._precision = "exact"
         self.offline: bool | None = None
         self.limit = int(memory_limit)
 
+    # the device settings: a change ends every CPU fallback (the new settings are tried as chosen)
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @device.setter
+    def device(self, value: str) -> None:
+        if value != self._device:
+            self.fallback.clear()
+        self._device = value
+
+    @property
+    def precision(self) -> str:
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        if value != self._precision:
+            self.fallback.clear()
+        self._precision = value
+
     # the methods below are called with the lock held
 
+    def settings_for(self, task: str) -> tuple[str, str]:
+        """(device, precision) ``task`` loads with: the CPU, exact, after a GPU failure; else the settings."""
+        if task in self.fallback:
+            return CPU_FALLBACK
+        return self._device, self._precision
+
     def wanted(self, task: str) -> tuple:
-        return self.choice.get(task), self.device, self.precision
+        return (self.choice.get(task), *self.settings_for(task))
 
     def queue_load(self, task: str, model: str | None) -> None:
         self.loads.pop(task, None)
@@ -128,3 +160,43 @@ def _memory_bytes(task: Any) -> int:
 
 def _unexpected(task: str, exc: BaseException) -> str:
     return f"Unexpected error in {task}: {type(exc).__name__}: {exc}"
+
+
+# ---------------------------------------------------------------------------------- GPU fallback
+# gui/ never imports torch: a GPU failure is told by the exception's type NAME and its message.
+
+#: where a task that failed on the GPU runs from then on
+CPU_FALLBACK = ("cpu", "exact")
+_GPU_WORDS = ("cuda", "cudnn", "cublas", "cufft", "cusolver", "cusparse", "nccl", "hip error", "mps backend")
+
+
+def gpu_failure(exc: BaseException) -> str:
+    """"out of memory" or "error" when ``exc`` looks like a GPU out-of-memory or driver error
+    (torch.cuda.OutOfMemoryError, torch.AcceleratorError, a RuntimeError naming CUDA/cuDNN/cuBLAS...
+    or saying "out of memory", not the CPU allocator's); "" otherwise."""
+    name = type(exc).__name__
+    text = str(exc).lower()
+    gpu_words = any(w in text for w in _GPU_WORDS)
+    if name == "OutOfMemoryError" or ("out of memory" in text and "cpu" not in text):
+        return "out of memory"
+    if gpu_words or name == "AcceleratorError":
+        return "out of memory" if ("out of memory" in text or "alloc_failed" in text) else "error"
+    return ""
+
+
+def placed_on_gpu(task: Any) -> bool:
+    """True when the engine Task runs on a device other than the CPU (``task.placement.device``:
+    a torch.device, or anything whose ``type`` or text names the device)."""
+    device = getattr(getattr(task, "placement", None), "device", None)
+    if device is None:
+        return False
+    kind = getattr(device, "type", None) or str(device).split(":", 1)[0]
+    return str(kind).strip().lower() not in ("", "cpu")
+
+
+def fallback_notice(task: str, exc: BaseException) -> str:
+    """What the window shows once when ``task`` moves to the CPU after ``exc``."""
+    if gpu_failure(exc) == "out of memory":
+        return f"GPU out of memory: running {task} on the CPU"
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+    return f"GPU error ({detail}): running {task} on the CPU"

@@ -9,7 +9,8 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 import engine
 from engine.errors import Cancelled, EngineError
 
-from gui.core.engine_state import PROGRESS_RATE_HZ, Key, _Entry, _Load, _memory_bytes, _Shared, _unexpected
+from gui.core.engine_state import (PROGRESS_RATE_HZ, Key, _Entry, _Load, _memory_bytes, _Shared, _unexpected,
+                                   fallback_notice, gpu_failure)
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,7 @@ class _Loader(QObject):
     modelLoading = Signal(str, str, object, object)
     modelLoaded = Signal(str, str)
     modelFailed = Signal(str, str)
+    deviceFallback = Signal(str, str)  # (task, notice): it failed on the GPU and now loads on the CPU
 
     def __init__(self, shared: _Shared) -> None:
         super().__init__()
@@ -50,8 +52,8 @@ class _Loader(QObject):
 
     def _load(self, job: _Load) -> None:
         s = self._s
-        with s.cond:
-            device, precision, offline = s.device, s.precision, s.offline
+        with s.cond:  # the CPU, exact, for a task that failed on the GPU (s.fallback)
+            (device, precision), offline = s.settings_for(job.task), s.offline
         fail_key = (job.model, device, precision)
         try:
             model = job.model or engine.default_model(job.task)
@@ -84,6 +86,8 @@ class _Loader(QObject):
             self._fail(job.task, str(exc), fail_key)
             return
         except Exception as exc:  # noqa: BLE001
+            if self._fall_back(job, device, exc):
+                return
             log.exception("loading %s (%s) failed", job.task, model)
             self._fail(job.task, _unexpected(job.task, exc), fail_key)
             return
@@ -110,12 +114,31 @@ class _Loader(QObject):
         s.active[task] = key
         s.failed.pop(task, None)
         s.failed_message.pop(task, None)
-        stale = [k for k in s.cache if k[0] == task and k != key and k[2:] != (s.device, s.precision)]
-        evicted = [s.cache.pop(k) for k in stale]  # built with settings no longer in use
+        stale = [k for k in s.cache if k[0] == task and k != key and k[2:] != s.settings_for(task)]
+        evicted = [s.cache.pop(k) for k in stale]  # built with settings no longer in use (or the GPU's)
         evicted += s.evict(keep=key)
         self.modelLoaded.emit(task, entry.description)
         s.cond.notify_all()
         return evicted
+
+    def _fall_back(self, job: _Load, device: str, exc: Exception) -> bool:
+        """Loading on a GPU ran out of its memory (or hit a driver error): load the same model on
+        the CPU, exact, instead (queued now; the items of the task wait for it) and say so once."""
+        s = self._s
+        if str(device).lower() == "cpu" or not gpu_failure(exc):
+            return False
+        notice = fallback_notice(job.task, exc)
+        with s.cond:
+            if s.stop or job.task in s.fallback or job.token.cancelled:
+                return False
+            s.fallback[job.task] = notice
+            if job.task not in s.loads:  # a newer choice queued meanwhile loads on the CPU anyway
+                s.queue_load(job.task, job.model)
+            s.cond.notify_all()
+        log.warning("loading %s on %s failed (%s: %s): loading it on the CPU", job.task, device,
+                    type(exc).__name__, exc)
+        self.deviceFallback.emit(job.task, notice)
+        return True
 
     def _fail(self, task: str, message: str, key: tuple) -> None:
         s = self._s

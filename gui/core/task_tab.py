@@ -26,6 +26,7 @@ class TaskTab(QWidget):
         engine.modelLoaded.connect(self._model_loaded)
         engine.modelFailed.connect(self._model_failed)
         engine.modelLoading.connect(self.on_model_loading)
+        engine.deviceFallback.connect(self._device_fallback)
 
     # ------------------------------------------------------------------ models
 
@@ -47,6 +48,13 @@ class TaskTab(QWidget):
         if not message:  # cancelled: ask again on the next start
             self._requested.pop(task, None)
         self.on_model_failed(task, message)
+
+    def _device_fallback(self, task: str, notice: str) -> None:
+        """``task`` failed on the GPU and runs on the CPU now: the tab of that task says so (once:
+        the engine reports each fallback once)."""
+        import engine  # the public API (no torch at import)
+        if task in {cls.name for cls in engine.tasks_for_domain(self.domain)}:
+            self.errorMessage.emit(notice)
 
     def on_model_loaded(self, task: str, description: str) -> None:
         """``task``'s model is ready (any task: filter for your own)."""

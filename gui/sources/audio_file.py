@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QElapsedTimer, QObject, QTimer, Signal
 
-from gui.sources.microphone import BLOCK_S, SAMPLE_RATE, AudioSource, StreamResampler
+from engine.processors.audio import Resampler as StreamResampler
+from gui.sources.microphone import BLOCK_S, SAMPLE_RATE, AudioSource
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,11 @@ has the same Qt interface, :class:`AudioSource`:
 
 The sounddevice callback runs on PortAudio's thread: it only downmixes, resamples, measures and
 emits; Qt queues the signals to the receivers' (UI) thread. Nothing here blocks the UI.
+
+A microphone that fails mid-stream (PortAudio aborts the stream: a host error, the device
+vanished; or the callback itself fails) reports it once with ``errorOccurred``. Its
+``reconnectable`` is True: after ``stop()`` it can be started again once the device is back (the
+Speech tab tries every couple of seconds).
 """
 from __future__ import annotations
 
@@ -21,58 +26,12 @@ from dataclasses import dataclass
 import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
+from engine.processors.audio import Resampler
+
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 BLOCK_S = 0.064  # ~64 ms blocks
-
-
-class StreamResampler:
-    """Block-by-block resampling with state carried across blocks (no seams at block edges).
-
-    A streaming anti-alias low-pass (Butterworth, SOS form with kept state) below the target's
-    Nyquist frequency, then linear interpolation at a continuous fractional position. Cheap and
-    exact in timing for any pair of rates; identity when the rates are equal.
-    """
-
-    def __init__(self, from_rate: float, to_rate: float = SAMPLE_RATE) -> None:
-        self.from_rate = float(from_rate)
-        self.to_rate = float(to_rate)
-        self.step = self.from_rate / self.to_rate  # input samples per output sample
-        self._sos = None
-        self._zi = None
-        if self.to_rate < self.from_rate:
-            from scipy.signal import butter, sosfilt_zi
-            cutoff = 0.45 * self.to_rate / (self.from_rate / 2.0)  # 0.9 x target Nyquist
-            self._sos = butter(8, cutoff, output="sos")
-            self._zi = sosfilt_zi(self._sos) * 0.0
-        self._t = 0.0  # position of the next output sample, relative to the next block's start
-        self._prev = 0.0  # last input sample of the previous block (position -1)
-
-    @property
-    def identity(self) -> bool:
-        return self.from_rate == self.to_rate
-
-    def process(self, block: np.ndarray) -> np.ndarray:
-        x = np.asarray(block, dtype=np.float32).reshape(-1)
-        if self.identity or len(x) == 0:
-            return x.copy() if self.identity else np.zeros(0, np.float32)
-        if self._sos is not None:
-            from scipy.signal import sosfilt
-            x, self._zi = sosfilt(self._sos, x, zi=self._zi)
-        last = len(x) - 1
-        if self._t > last:
-            n = 0
-        else:
-            n = int(np.floor((last - self._t) / self.step + 1e-9)) + 1
-        pos = self._t + self.step * np.arange(n)
-        xp = np.empty(len(x) + 1, np.float64)
-        xp[0] = self._prev
-        xp[1:] = x
-        out = np.interp(pos + 1.0, np.arange(len(xp), dtype=np.float64), xp).astype(np.float32)
-        self._t = self._t + n * self.step - len(x)
-        self._prev = float(x[-1])
-        return out
 
 
 @dataclass(frozen=True)
@@ -137,6 +96,8 @@ class AudioSource(QObject):
     stopped = Signal()
 
     sample_rate = SAMPLE_RATE
+    #: True for a device that may come back after failing (a microphone), not for a file
+    reconnectable = False
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -171,6 +132,8 @@ class MicrophoneSource(AudioSource):
     """A sounddevice input device, opened at 16 kHz if it can, else at its default rate; mono if it
     can, else with the channels it needs, mixed down."""
 
+    reconnectable = True
+
     def __init__(self, device: int | str | None = None, block_s: float = BLOCK_S,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -180,8 +143,9 @@ class MicrophoneSource(AudioSource):
         self.channels = 0  # channels opened (more than one are mixed down to mono)
         self.overflows = 0
         self._stream = None
-        self._resampler: StreamResampler | None = None
+        self._resampler: Resampler | None = None  # engine's polyphase resampler, block by block
         self._lock = threading.Lock()
+        self._reported = False  # this stream's failure was reported (once per stream)
 
     @property
     def description(self) -> str:
@@ -227,8 +191,9 @@ class MicrophoneSource(AudioSource):
                 continue
             stream = None
             try:
-                self._resampler = StreamResampler(rate, SAMPLE_RATE)
+                self._resampler = Resampler(rate, SAMPLE_RATE)
                 self._emitted = 0
+                self._reported = False
                 stream = sd.InputStream(device=device, samplerate=rate, channels=channels, dtype="float32",
                                         blocksize=int(round(rate * self.block_s)), callback=self._callback,
                                         finished_callback=self._on_finished)
@@ -263,20 +228,36 @@ class MicrophoneSource(AudioSource):
             log.warning("closing the microphone: %s", e)
         self.stopped.emit()
 
+    def _name(self) -> str:
+        return str(self.device) if self.device is not None else "(default)"
+
+    def _report_failure(self, detail: str = "") -> None:
+        """Say once per stream that it failed (any thread; the signal is queued to the receivers)."""
+        with self._lock:
+            if self._reported or self._stream is None:  # reported already, or stopped on purpose
+                return
+            self._reported = True
+        self.errorOccurred.emit(f"The microphone {self._name()} stopped delivering audio (disconnected?)."
+                                + (f" {detail}" if detail else ""))
+
     def _on_finished(self) -> None:  # PortAudio thread: the stream ended without stop()
-        if self._stream is not None:
-            self.errorOccurred.emit(f"The microphone {self.device if self.device is not None else '(default)'} "
-                                    "stopped delivering audio (disconnected?).")
+        self._report_failure()
 
     def _callback(self, indata, frames, time_info, status) -> None:  # PortAudio thread
         if status and status.input_overflow:
             self.overflows += 1
-        x = indata[:, 0] if indata.shape[1] == 1 else indata.mean(axis=1)
-        with self._lock:
-            resampler = self._resampler
-            if resampler is None:
-                return
-            self._emit_block(resampler.process(x))
+        try:
+            x = indata[:, 0] if indata.shape[1] == 1 else indata.mean(axis=1)
+            with self._lock:
+                resampler = self._resampler
+                if resampler is None:
+                    return
+                self._emit_block(resampler.process(x))
+        except Exception as e:  # noqa: BLE001 - a broken block or device: report it and end the stream
+            log.exception("microphone callback failed")
+            self._report_failure(f"({type(e).__name__}: {e})")
+            import sounddevice as sd
+            raise getattr(sd, "CallbackAbort", RuntimeError)("microphone callback failed") from e
 
 
 class BlockRelay(QObject):

@@ -6,6 +6,9 @@ once the input is open, ``failed(message)`` with a message for the user, and ``e
 non-looping file is done. ``request_stop()`` asks the loop to end without waiting; ``stop()``
 also joins the thread (no terminate).
 
+Every emitted frame is a read-only array (``rgb.flags.writeable`` is False): the view and the
+engine share it without a copy, and none of them may change it.
+
 Back-pressure: after ``require_ack()``, a source emits its next frame only once the UI has taken
 the previous one (``frame_taken()``, called by the UI-side slot); frames produced meanwhile are
 dropped and counted (``dropped``). A camera keeps reading meanwhile, so what it emits next is fresh;
@@ -101,6 +104,9 @@ class FrameSource(QThread):
         return False
 
     def _emit(self, rgb: np.ndarray, captured: float) -> None:
+        # one array goes, uncopied, to the view and to the engine: read-only, so that no consumer
+        # can change what another one sees (a write raises ValueError instead)
+        rgb.setflags(write=False)
         if self._ack:
             self._taken.clear()
         self.frameReady.emit(self._next_id, rgb, captured)
@@ -249,7 +255,7 @@ class ImageSource(FrameSource):
 
     def _produce(self) -> None:
         from engine.errors import EngineError
-        from engine.imageio import read_image
+        from engine.io.image import read_image
         try:
             rgb = read_image(self.path)
         except EngineError as exc:

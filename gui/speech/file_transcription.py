@@ -34,7 +34,7 @@ class FileTranscription:
 
     def open(self, path) -> bool:
         """Start transcribing ``path``; False with a message if it is not a readable audio file."""
-        from engine.audio import probe_audio
+        from engine.io.audio import probe_audio
         from engine.errors import EngineError
 
         path = Path(path)

@@ -15,6 +15,12 @@ Speculative finals (gui/speculative_finals.py): a pause's "candidate" is decoded
 is confirmed, and its result serves the matching "final" without a second decode. Finals without a
 candidate (Stop, forced split) are decoded on "speech-final". Files: gui/file_transcription.py.
 The engine thread runs every model; this module imports no torch.
+
+Device loss: a microphone that fails while listening is stopped as Stop does (the utterance in
+progress is finalized from what was heard; what is final stays), its message stays shown, and it
+is opened again every couple of seconds (a single-shot QTimer) until it is back; listening then
+goes on as a new recording after the earlier ones. The button shows Stop meanwhile: pressing it,
+another source or a file ends the attempts.
 """
 from __future__ import annotations
 
@@ -25,14 +31,14 @@ from collections import deque
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QLabel, QSplitter, QVBoxLayout, QWidget
 
 from engine.types.audio import (AudioClassificationOptions, AudioClassificationResult, TranscriptionOptions,
                             TranscriptionResult)
 
 from gui.sources.audio_file import AudioFileSource
-from gui.sources.microphone import AudioSource, BlockRelay
+from gui.sources.microphone import AudioSource, BlockRelay, rescan_devices
 from gui.core.task_tab import TaskTab
 from gui.core.settings import OPEN_DIR_KEY, remember_splitter
 from gui.speech.speculative_finals import SpeculativeFinals
@@ -54,6 +60,7 @@ STREAMS = (S_PARTIAL, S_FINAL, S_CLASSIFY, S_FILE, S_CANDIDATE)
 SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64"}
 NO_MIC = "No microphone found. Connect one and press ⟳, or open an audio file."
 MAX_EVENTS = 1000  # SpeechTab.events keeps the latest ones (a long session would grow it without bound)
+RECONNECT_INTERVAL_MS = 2000  # how often a lost microphone is opened again
 
 
 class SpeechTab(TaskTab):
@@ -83,6 +90,15 @@ class SpeechTab(TaskTab):
         self._recording = 0  # bumped on each Start: indexes and times restart with the session
         self.speculative = SpeculativeFinals()
         self.finals_from_candidates = 0  # finals shown from a candidate's decode (for tests/stats)
+        # device loss: the live microphone failed; it is opened again until it is back
+        self.reconnect_interval_ms = RECONNECT_INTERVAL_MS
+        self.reconnect_attempts = 0
+        self._reconnecting = False
+        self._retrying = False  # inside one attempt: its failures are not shown (the loss message stays)
+        self._lost_device = None  # the picker's device that was lost (None: the set_source override)
+        self._reconnect_timer = QTimer(self)
+        self._reconnect_timer.setSingleShot(True)
+        self._reconnect_timer.timeout.connect(self._try_reconnect)
         self._build()
         self._restore()
         for name, slot in (("modelLoading", self._on_model_loading), ("modelLoaded", self._on_model_loaded),
@@ -163,9 +179,14 @@ class SpeechTab(TaskTab):
     def set_source(self, source: AudioSource | None) -> None:
         """Use ``source`` (e.g. an AudioFileSource) instead of the picked microphone on the next
         Start; None goes back to the picker."""
-        if self.is_recording():
+        if self.is_recording() or self._reconnecting:
             self.stop()
         self._source_override = source
+
+    @property
+    def reconnecting(self) -> bool:
+        """The live microphone was lost and is being opened again every ``reconnect_interval_ms``."""
+        return self._reconnecting
 
     def is_recording(self) -> bool:
         return self.source is not None and self.source.is_running()
@@ -174,6 +195,8 @@ class SpeechTab(TaskTab):
         """Start live listening; False (with a message) if no source could be opened."""
         if self.is_recording():
             return True
+        if not self._retrying:  # a Start of the person's own ends reconnecting (this one tries now)
+            self._cancel_reconnect()
         source = self._source_override or self._make_source()
         if source is None:
             self.controls.set_recording(False)
@@ -200,6 +223,8 @@ class SpeechTab(TaskTab):
                 self.engine.reset_dropped(stream)
         if not source.start():  # it said why (errorOccurred): that message stays shown
             self._disconnect_source()
+            if source is not self._source_override:
+                source.deleteLater()  # made for this Start (one per reconnect attempt): not kept
             self.controls.set_recording(False)
             return False
         task = self.live_task  # the model loads only once the source is open (no download for no mic)
@@ -215,6 +240,7 @@ class SpeechTab(TaskTab):
     def stop(self, quiet: bool = False) -> None:
         """Stop listening; the utterance in progress is finalized (nothing heard is dropped).
         ``quiet``: the message line is left as it is (e.g. showing the source's error)."""
+        self._cancel_reconnect()
         source = self.source
         if source is None:
             self.controls.set_recording(False)
@@ -241,7 +267,7 @@ class SpeechTab(TaskTab):
 
     def open_file(self, path) -> bool:
         """Transcribe an audio file (also the drop target). False with a message if unreadable."""
-        if self.is_recording():
+        if self.is_recording() or self._reconnecting:
             self.stop()
         if not self.file.open(path):
             return False
@@ -271,6 +297,8 @@ class SpeechTab(TaskTab):
 
     def shutdown(self, timeout_ms: int = 3000) -> bool:
         """Stop the source and the tab's engine streams (the app shuts the engine down)."""
+        self._reconnect_timer.stop()
+        self._reconnecting = False
         if self.source is not None:
             self.source.stop()
             self._disconnect_source()
@@ -354,11 +382,63 @@ class SpeechTab(TaskTab):
 
     def _on_source_error(self, message: str) -> None:
         """The source failed: its message stays shown. While recording, stop quietly (the utterance in
-        progress is still finalized); during start() the source only says why it could not open."""
+        progress is still finalized); during start() the source only says why it could not open.
+        A microphone lost while recording is then opened again until it is back."""
+        if self._retrying:  # one more reconnect attempt failed: the loss message stays shown
+            log.debug("speech tab: reconnect attempt: %s", message)
+            return
         self._say(message, error=True)
         if self.source is not None and self._live:
             self._source_failed = True
+            reconnect = bool(getattr(self.source, "reconnectable", False))
             self.stop(quiet=True)
+            if reconnect:
+                self._begin_reconnect(message)
+
+    # ------------------------------------------------------------------ device loss
+
+    def _begin_reconnect(self, message: str) -> None:
+        self._reconnecting = True
+        self._lost_device = self.mic.currentData() if self._source_override is None else None
+        self.controls.set_recording(True)  # Stop ends the attempts
+        seconds = self.reconnect_interval_ms / 1000.0
+        self._show_line(f"{message} Trying to open it again every {seconds:g} s…", error=True)
+        self._reconnect_timer.start(max(0, int(self.reconnect_interval_ms)))
+
+    def _cancel_reconnect(self) -> None:
+        self._reconnect_timer.stop()
+        if self._reconnecting:
+            self._reconnecting = False
+            self.controls.set_recording(False)
+
+    def _try_reconnect(self) -> None:
+        """One attempt: PortAudio lists the devices again (it sees a device plugged back in only
+        then) and, if the lost one is there, listening starts on it."""
+        if not self._reconnecting or self.is_recording():
+            return
+        self.reconnect_attempts += 1
+        self._retrying = True
+        try:
+            if self._source_override is None:
+                self.mic_picker.refresh(self._lost_device, rescan=True)
+                i = self.mic.findData(self._lost_device) if self._lost_device is not None else -1
+                if i >= 0:
+                    self.mic.setCurrentIndex(i)
+                ok = i >= 0 and self.start()
+            else:
+                rescan_devices()
+                ok = self.start()
+        finally:
+            self._retrying = False
+        if not self._reconnecting:  # ended meanwhile (a slot called stop)
+            return
+        if ok:
+            self._reconnecting = False
+            self._say(f"The microphone is back: listening again ({self.source.description}).")
+            return
+        self._source_failed = True  # the loss message stays until the person acts
+        self.controls.set_recording(True)
+        self._reconnect_timer.start(max(0, int(self.reconnect_interval_ms)))
 
     # ================================================================== engine results
 
@@ -452,12 +532,19 @@ class SpeechTab(TaskTab):
     # ================================================================== small handlers
 
     def _say(self, text: str, error: bool = False) -> None:
-        self.msg.setStyleSheet("color: #c0392b" if error else "")
-        self.msg.setText(text)
+        if self._retrying:  # inside a reconnect attempt: the loss message stays shown
+            log.debug("speech tab (reconnecting): %s", text)
+            return
+        self._show_line(text, error)
         (log.warning if error else log.info)("speech tab: %s", text)
-        self.message.emit(text)
         if error:
             self.errorMessage.emit(text)
+
+    def _show_line(self, text: str, error: bool = False) -> None:
+        """The tab's message line (and ``message``), without the window's error handler."""
+        self.msg.setStyleSheet("color: #c0392b" if error else "")
+        self.msg.setText(text)
+        self.message.emit(text)
 
     def _on_record_toggled(self, on: bool) -> None:
         if on:

@@ -7,6 +7,10 @@ the newest frame. What is asked for, drawn and explained belongs to the active t
 (gui/vision/presenters/<task>.py), found by the task's name: this tab knows no task. Switching
 task is instant when its model is loaded (the engine keeps models cached); each task remembers
 its own model.
+
+A camera that stops delivering (unplugged, or a file standing in for one that ends) keeps its last
+frame and result on screen with a banner, and is opened again every couple of seconds until it is
+back (gui/sources/switcher.py); choosing another source or Stop ends the attempts.
 """
 from __future__ import annotations
 
@@ -49,6 +53,9 @@ class VisionTab(TaskTab):
         self.sources.opened.connect(self._on_source_opened)
         self.sources.failed.connect(self._on_source_failed)
         self.sources.ended.connect(self._on_source_ended)
+        self.sources.reconnected.connect(self._on_source_reconnected)
+        self.camera_factory = CameraSource  # index -> a camera source (tests inject a fake device)
+        self._source_error = ""  # the banner of a source that was lost: results arriving later keep it
         self._last_frame: np.ndarray | None = None
         self._last_frame_id = -1
         self._last_outcome: Outcome | None = None
@@ -227,11 +234,16 @@ class VisionTab(TaskTab):
         return True
 
     def start_camera(self, index: int | str = 0) -> None:
-        """Open camera ``index``; a video file path stands in for a camera (tests, demos)."""
-        self._start_source(CameraSource(index))
+        """Open camera ``index``; a video file path stands in for a camera (tests, demos). If it
+        stops delivering later, it is opened again every couple of seconds until it is back."""
+        factory = self.camera_factory
+        self._start_source(factory(index), reconnect=lambda: factory(index))
 
     def stop(self) -> None:
-        self.sources.stop()
+        self.sources.stop()  # ends reconnecting to a lost camera too
+        if self._source_error:  # "trying to open it again" no longer holds
+            self._source_error = ""
+            self.view.set_message(self._model_error)
         self.engine.cancel(STREAM)
         self._set_running(False)
         self.perf_panel.source_stopped()
@@ -259,9 +271,9 @@ class VisionTab(TaskTab):
         self.start_button.setChecked(running)
         self.start_button.setText("Stop" if running else "Start")
 
-    def _start_source(self, source: FrameSource) -> None:
+    def _start_source(self, source: FrameSource, reconnect=None) -> None:
         self.ensure_model(self.task, self.model_picker.current_model())
-        self.sources.start(source)
+        self.sources.start(source, reconnect)
         self._set_running(True)
 
     def _on_source_promoted(self, source: FrameSource) -> None:
@@ -270,6 +282,7 @@ class VisionTab(TaskTab):
         self.perf_panel.reset()
         self._last_outcome = None
         self.presenter().clear()
+        self._source_error = ""
         self.view.set_message(self._model_error)  # a model that failed to load is still unusable
 
     def _on_source_opened(self, source: FrameSource, desc: str, fps: float, w: int, h: int) -> None:
@@ -279,11 +292,21 @@ class VisionTab(TaskTab):
             self.source_combo.show_file(source.description, getattr(source, "path", ""))
 
     def _on_source_failed(self, message: str, lost_current: bool) -> None:
+        """A source could not open (what is shown stays), or the current one was lost: its last frame
+        and result stay under a banner; a camera is opened again until it is back (Stop ends that)."""
         if lost_current:
-            self.view.set_message(message)
-        if self.sources.current is None:
+            banner = message
+            if self.sources.reconnecting:
+                seconds = self.sources.reconnect_interval_ms / 1000.0
+                banner = f"{message}\nTrying to open it again every {seconds:g} s…"
+            self._source_error = banner
+            self.view.set_message(banner)
+        if self.sources.current is None and not self.sources.reconnecting:
             self._set_running(False)
         self.errorMessage.emit(message)
+
+    def _on_source_reconnected(self, source: FrameSource) -> None:
+        self.statusMessage.emit(f"{source.description} is back.")
 
     def _on_source_ended(self, source: FrameSource) -> None:
         if not isinstance(source, ImageSource):
@@ -386,7 +409,7 @@ class VisionTab(TaskTab):
         self.results_received += 1
         self._last_outcome = outcome
         self.perf_panel.result_arrived(time.monotonic(), outcome.submitted_at)
-        if self.view.message:
+        if self.view.message and self.view.message != self._source_error:  # a lost source's banner stays
             self.view.set_message("")
         presenter = self.presenter()
         presenter.set_result(outcome.result)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckpointError
-from .hub import read_json
+from ..errors import CheckpointError
+from ..hub import read_json
 
 
 @dataclass(frozen=True)

@@ -1,40 +1,27 @@
 """Audio files and arrays -> mono float32 at 16 kHz, the input every speech model here takes.
 
-No torch here: the GUI uses this module too (file sources, waveform view).
+Reading and checking; the resampling is :func:`engine.processors.audio.resample` (the one
+resampler, shared with the microphone). No torch here: the GUI uses this module too (file sources,
+waveform view).
 
-    from engine.audio import load_audio
+    from engine.io.audio import load_audio
     samples, duration_s = load_audio("speech.flac")      # (N,) float32, 16 kHz mono
 """
 from __future__ import annotations
 
 import logging
-import math
 import os
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
+from ..processors.audio import SAMPLE_RATE, resample
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
 MAX_DURATION_S = 4 * 3600.0  # longer files are refused (memory: 4 h = ~1 GB of float32 at 16 kHz)
 EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf")
-
-
-def resample(x: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """Resample along the first axis with a polyphase filter (scipy ``resample_poly``); float32 out."""
-    x = np.asarray(x, dtype=np.float32)
-    from_rate, to_rate = int(from_rate), int(to_rate)
-    if from_rate <= 0 or to_rate <= 0:
-        raise InputError(f"Invalid sample rate ({from_rate} Hz -> {to_rate} Hz).")
-    if from_rate == to_rate or x.shape[0] == 0:
-        return x
-    from scipy.signal import resample_poly
-
-    g = math.gcd(from_rate, to_rate)
-    return resample_poly(x, to_rate // g, from_rate // g, axis=0).astype(np.float32, copy=False)
 
 
 def to_mono(x: np.ndarray) -> np.ndarray:
@@ -143,45 +130,3 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-# ----------------------------------------------------------------------------- feature extractor
-
-def zero_mean_unit_var(x: np.ndarray) -> np.ndarray:
-    """The feature extractor's ``do_normalize``: zero mean, unit variance per utterance."""
-    x = np.asarray(x, dtype=np.float32)
-    return ((x - x.mean()) / np.sqrt(x.var() + 1e-7)).astype(np.float32, copy=False)
-
-
-class FeatureSettings:
-    """A checkpoint's wav2vec2 feature-extractor settings (``preprocessor_config.json``, or the
-    ``feature_extractor`` section of transformers 5's ``processor_config.json``)."""
-
-    def __init__(self, sampling_rate: int = SAMPLE_RATE, do_normalize: bool = True,
-                 return_attention_mask: bool = False, padding_value: float = 0.0) -> None:
-        self.sampling_rate = int(sampling_rate)
-        self.do_normalize = bool(do_normalize)
-        self.return_attention_mask = bool(return_attention_mask)  # only matters for padded batches
-        self.padding_value = float(padding_value)
-
-    @classmethod
-    def from_folder(cls, folder: str | os.PathLike) -> FeatureSettings:
-        from .hub import read_json
-
-        folder = Path(folder)
-        for name in ("preprocessor_config.json", "processor_config.json", "feature_extractor_config.json"):
-            if (folder / name).is_file():
-                cfg = read_json(folder, name)
-                cfg = cfg.get("feature_extractor", cfg)
-                return cls(**{k: cfg[k] for k in ("sampling_rate", "do_normalize", "return_attention_mask",
-                                                  "padding_value") if cfg.get(k) is not None})
-        log.warning("%s has no preprocessor_config.json; using 16 kHz with normalisation", folder)
-        return cls()
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """(N,) float32 at ``sampling_rate`` -> the model's input values (N,) float32."""
-        return zero_mean_unit_var(x) if self.do_normalize else np.asarray(x, dtype=np.float32)
-
-    def __repr__(self) -> str:
-        return (f"FeatureSettings({self.sampling_rate} Hz, normalize={self.do_normalize}, "
-                f"attention_mask={self.return_attention_mask})")
