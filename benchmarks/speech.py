@@ -124,13 +124,20 @@ def _run(args, task_name: str) -> int:
 
     precisions = ["exact", "fast"] if args.precision == "both" else [args.precision]
     rows = []
+    reference = None  # transformers' float32 answer: what every precision must give ("same answers")
+    theirs_fp32_ms = None
     for precision in precisions:
         try:
             task = load_task(task_name, str(folder), device=args.device, precision=precision)
         except EngineError as exc:
             print(f"\n[{precision}] not run: {exc}")
             continue
+        notice = getattr(task, "precision_notice", None)
+        if notice:
+            print(f"\n[{precision}] {notice}")
         dev, dtype = task.placement.device, task.placement.dtype
+        if reference is None:
+            reference = _theirs_fp32(theirs_model, fe, x, dev, task_name, tok if task_name == "speech-recognition" else None)
         model = theirs_model.to(device=dev, dtype=dtype)
         sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
@@ -184,13 +191,15 @@ def _run(args, task_name: str) -> int:
         from benchmarks.floor import count_flops
         wave = torch.from_numpy(task.features(x))[None].to(device=dev, dtype=dtype)  # (1, N)
         flops = count_flops(lambda: task.model(wave))
+        if dtype == torch.float32:
+            theirs_fp32_ms = tm[3]
         rows.append((precision, task.placement.describe(), om, tm, o_out == t_out, o_out, t_out, best, final_ms,
-                     flops, str(dtype).removeprefix("torch."), dev.type))
+                     flops, str(dtype).removeprefix("torch."), dev.type, o_out == reference))
         model.to(dtype=torch.float32)
 
     dur = len(x) / 16000
     from benchmarks.floor import print_floor
-    for precision, where, om, tm, same, o_out, t_out, best, final_ms, flops, dtype_name, dev_type in rows:
+    for precision, where, om, tm, same, o_out, t_out, best, final_ms, flops, dtype_name, dev_type, same_fp32 in rows:
         print(f"\n[{precision}] {where}   (median ms)")
         print(f"{'stage':<14}{'ours':>10}{'transformers':>14}")
         for i, stage in enumerate(("preprocess", "model", "postprocess", "end to end")):
@@ -202,18 +211,60 @@ def _run(args, task_name: str) -> int:
             print(f"live: final-text decode of a 2.5 s utterance: {final_ms:.0f} ms (goal < 300 ms; the app starts "
                   f"it 0.16 s after speech ends, 0.34 s before the 0.5 s pause is confirmed)")
         what = "text" if task_name == "speech-recognition" else "top-5 labels"
-        print(f"identical {what}: {'yes' if same else 'NO'}")
+        if theirs_fp32_ms is not None and dtype_name != "float32":
+            print(f"speed-up vs transformers float32: {theirs_fp32_ms / om[3]:.2f}x (medians)")
+        print(f"identical {what} (ours vs transformers, same dtype): {'yes' if same else 'NO'}")
+        print(f"same answers (ours {precision} vs transformers float32, identical {what}): {'yes' if same_fp32 else 'NO'}")
         if not same:
             print(f"  ours:         {o_out!r}\n  transformers: {t_out!r}")
         elif task_name == "speech-recognition":
             print(f"  text: {str(o_out)[:90]!r}{'...' if len(str(o_out)) > 90 else ''}")
         print_floor(flops, {f"ours {precision}": om[3], "transformers (same dtype)": tm[3]}, dtype_name, dev_type)
+    if random_weights and rows and task_name == "speech-recognition":
+        _print_noise_floor(task, x)
     if random_weights:
         print("\nNote: random weights (the real checkpoint is not downloaded); timings are representative, "
               "the transcript/labels are not meaningful.")
     if not rows:
         return 1
     return 0
+
+
+def _theirs_fp32(model, fe, x, dev, task_name: str, tok):
+    """transformers' float32 answer on the clip: the transcript, or the top-5 labels."""
+    import torch
+    model = model.to(device=dev, dtype=torch.float32)
+    inp = {k: v.to(dev) for k, v in fe(x, sampling_rate=16000, return_tensors="pt").items()}
+    with torch.inference_mode():
+        logits = model(**inp).logits.float().cpu()
+    if task_name == "speech-recognition":
+        return tok.batch_decode(logits.argmax(-1))[0]
+    top = logits.softmax(-1)[0].topk(min(5, logits.shape[-1]))
+    return tuple(model.config.id2label[int(i)] for i in top.indices)
+
+
+def _print_noise_floor(task, x) -> None:
+    """What an inaudible change does to the float32 answer of this (random-weight) checkpoint: 1 LSB
+    of 16-bit dither on the samples, 3 seeds. A precision whose logits move much more than this
+    changes the answers; where this alone changes the transcript, the checkpoint's answer is fragile."""
+    import numpy as np
+    import torch
+    from engine.models.optimize import module_dtype
+
+    def logits(samples):
+        wave = torch.from_numpy(task.features(samples))[None].to(task.placement.device)
+        with torch.inference_mode():
+            return task.model(wave.to(module_dtype(task.model.wav2vec2.feature_extractor.conv_layers[0].conv)))[0].float().cpu()
+
+    base = logits(x)
+    moved, changed = [], 0
+    for seed in range(3):
+        noisy = (x + np.random.default_rng(seed).choice([-1, 0, 1], size=x.shape) / 32768).astype(np.float32)
+        out = logits(noisy)
+        moved.append(float((out - base).abs().mean()))
+        changed += int(not torch.equal(out.argmax(-1), base.argmax(-1)))
+    print(f"\nnoise floor (float32, 1 LSB of 16-bit dither, 3 seeds): CTC logits move {np.mean(moved):.3f} on average; "
+          f"frame decisions change for {changed} of 3 seeds")
 
 
 def run_recognition(args) -> int:  # bench speech-recognition

@@ -100,7 +100,7 @@ class MainWindow(QMainWindow):
         for tab, name in ((self.vision_tab, "Vision"), (self.speech_tab, "Speech"), (self.text_tab, "Text")):
             self.tabs.addTab(tab, name)
             for sig, handler in (("statusMessage", self.show_status), ("errorMessage", self.show_error),
-                                 ("message", self.show_status)):
+                                 ("warningMessage", self.show_warning), ("message", self.show_status)):
                 signal = getattr(tab, sig, None)
                 if signal is not None and hasattr(signal, "connect"):
                     signal.connect(handler)
@@ -282,6 +282,10 @@ class MainWindow(QMainWindow):
         self.last_error, self._last_error_at = message, now
         log.warning("%s", message)
         self.message_area.show_problem(message, level)
+
+    def show_warning(self, message: str) -> None:
+        """A notice kept in the message area like a problem (e.g. 'fast' is not offered for a model)."""
+        self.show_error(message, "warning")
 
     # ------------------------------------------------------------------ files
 

@@ -562,10 +562,12 @@ def test_frames_are_read_only_and_the_tasks_still_take_them(qtbot, video_file, i
 
     frames = []
     for source in (VideoFileSource(video_file, loop=False), ImageSource(image_file), CameraSource(str(video_file))):
-        with qtbot.waitSignal(source.frameReady, timeout=10_000) as blocker:
-            source.start()
+        got: list = []
+        source.frameReady.connect(lambda *args, got=got: got.append(args[1]))  # a plain slot: the source
+        source.start()  # emits from its own thread, into the UI thread's queue
+        qtbot.waitUntil(lambda: bool(got), timeout=10_000)
         assert source.stop()
-        frames.append(blocker.args[1])
+        frames.append(got[0])
     for frame in frames:
         assert frame.dtype == np.uint8 and frame.shape == (240, 320, 3)
         assert not frame.flags.writeable

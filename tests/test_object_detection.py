@@ -111,28 +111,6 @@ def test_internals(task, detr_test_image):
     assert task(detr_test_image, SMALL).internals is None
 
 
-@pytest.mark.xfail(reason="the fast plan for DETR is being reworked (issue 7): it may run DETR in float32", strict=False)
-def test_fast_bf16_gives_the_same_top_detections(detr_timm_checkpoint, task, detr_test_image):
-    fast = ObjectDetection.load("tiny", detr_timm_checkpoint, Placement(torch.device("cpu"), torch.bfloat16, "fast"))
-    # the fast plan keeps its numerically sensitive parts in float32; the rest runs in bfloat16
-    assert any(p.dtype == torch.bfloat16 for p in fast.model.parameters())
-    exact_result = task(detr_test_image, SMALL)
-    fast_result = fast(detr_test_image, SMALL)
-    assert fast_result.boxes.dtype == np.float32 and fast_result.scores.dtype == np.float32
-    # compare the leading group of detections that is separated from the rest by a clear gap
-    # (bf16 moves scores by ~0.03, so order inside a group of near-equal scores may change)
-    gaps = -np.diff(exact_result.scores)
-    top = 1 + int(np.argmax(gaps > 0.04))
-    assert gaps[top - 1] > 0.04 and top <= 4
-    assert set(fast_result.query_ids[:top]) == set(exact_result.query_ids[:top])
-    for q in exact_result.query_ids[:top]:
-        i, j = list(exact_result.query_ids).index(q), list(fast_result.query_ids).index(q)
-        assert fast_result.label_ids[j] == exact_result.label_ids[i]
-        # this tiny random model is far more bf16-sensitive than a trained one (measured: up to 0.043)
-        assert abs(fast_result.scores[j] - exact_result.scores[i]) < 0.05
-        np.testing.assert_allclose(fast_result.boxes[j], exact_result.boxes[i], atol=4.0)
-
-
 def test_grayscale_and_rgba_are_converted(task, detr_test_image):
     gray = detr_test_image.mean(axis=2).astype(np.uint8)
     a = task(gray, SMALL)

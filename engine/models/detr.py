@@ -41,18 +41,19 @@ log = logging.getLogger(__name__)
 
 _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
-#: The ``fast`` precision of DETR (engine.device.for_model). Measured with benchmarks/detection.py's
-#: random-weight DETR-R50 (its score sensitivity to a +-1 grey level change on 9% of the pixels is
-#: that of the trained facebook/detr-resnet-50, ~8e-3) on its 640x480 frame, against float32:
-#:   bfloat16 everywhere: kept boxes move 13-35 px, scores 0.04-0.09, and the kept set changes;
-#:   bfloat16 with EVERYTHING but the backbone in float32 (input projection, encoder, decoder,
-#:   heads, norms, positions): the same (13-35 px) - the ResNet's bfloat16 convolutions alone move
-#:   its features by 1.1% (the grey-level change: 0.18%), and no stage can be spared (bf16 in
-#:   layer1+2 only: 19 px; in layer3+4 only: 22 px); rounding only the weights to bf16: 0.65%;
-#:   bfloat16 with the backbone and input projection in float32 (so no faster: the backbone is ~90%
-#:   of the FLOPs): 3-6 px;
-#:   float16 everywhere (3 more mantissa bits): 1.2-6 px, scores within 0.002-0.013, the kept set
-#:   and labels unchanged - what the grey-level change itself does (0.8-4.7 px).
+#: The ``fast`` precision of DETR (engine.device.for_model), measured on benchmarks/detection.py's
+#: random-weight DETR-R50 (calibrated so that, like the trained facebook/detr-resnet-50, +-1 grey
+#: level on 9% of the pixels moves its scores by ~0.01: the "noise floor", which moves its 8 kept
+#: boxes by up to 1.6 px) on the bench's 640x480 frame, against float32:
+#:   bfloat16 everywhere: kept boxes move up to 19 px, scores 0.04, a kept detection changes;
+#:   bfloat16 in the backbone only (input projection, encoder, decoder, heads, norms and positions
+#:   float32): 14 px, 0.046 - the ResNet's bfloat16 convolutions alone move its features by ~1%
+#:   (the grey-level change: 0.18%; rounding only its weights to bfloat16: 0.65%), and no half of it
+#:   can be spared (bfloat16 in layer1+2 only: 6 px; in layer3+4 only: 14 px);
+#:   bfloat16 with the backbone and input projection float32: 4.3 px - and no faster, the backbone
+#:   being ~90% of the FLOPs;
+#:   float16 everywhere (3 more mantissa bits): 1.7 px, scores within 0.005, kept set and labels
+#:   unchanged: the noise floor. (Other calibrations of the random model: bf16 13-35 px, fp16 1.2-6.)
 #: So DETR runs fast in float16 only (GPUs), with the stem convolution (raw pixels), the input
 #: projection, the layer norms (and so the residual streams), the positional encodings (sine and
 #: the object queries') and both heads in float32; on a bfloat16-only device (these CPUs) it runs exact.
@@ -60,8 +61,8 @@ FAST_PLAN = FastPlan(
     keep_fp32=("backbone.conv1", "input_projection", "query_position_embeddings", "*layer_norm",
                "decoder.layernorm", "class_labels_classifier", "bbox_predictor"),
     dtypes=(torch.float16,),
-    why="in bfloat16 its ResNet backbone alone moves the kept boxes by 13-35 px (measured in "
-        "engine/models/detr.py)")
+    why="in bfloat16 its ResNet backbone alone moves the kept boxes by ~15 px where an invisible "
+        "change of the image moves them by ~2 px; measured in engine/models/detr.py")
 
 
 @dataclass(frozen=True)
@@ -371,7 +372,10 @@ def fast_placement(placement):
     """``placement`` as DETR runs on it -> (placement, notice): ``fast`` becomes float16 on GPUs
     and ``exact`` where only bfloat16 is fast (see FAST_PLAN); notice says so, else None."""
     from ..device import for_model
-    return for_model(placement, FAST_PLAN.dtypes, "DETR", FAST_PLAN.why)
+    placement, notice = for_model(placement, FAST_PLAN.dtypes, "DETR", FAST_PLAN.why)
+    if notice:
+        log.warning(notice)
+    return placement, notice
 
 
 def from_checkpoint(folder, placement) -> DetrForObjectDetection:
@@ -383,9 +387,7 @@ def from_checkpoint(folder, placement) -> DetrForObjectDetection:
     tensor-core convolutions want."""
     from ..hub import load_weights, read_json
     from .optimize import cast_at_boundaries, place
-    placement, notice = fast_placement(placement)
-    if notice:
-        log.warning(notice)
+    placement, _ = fast_placement(placement)
     model = place(build(read_json(folder, "config.json"), load_weights(folder)), placement, channels_last=True,
                   keep_fp32=FAST_PLAN.keep_fp32 if placement.precision == "fast" else ())
     cast_at_boundaries(model)

@@ -35,6 +35,13 @@ log = logging.getLogger(__name__)
 ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu, "swish": F.silu,
                "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
                "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh")}
+#: the same, in place: for the feature encoder's fresh (C, L) outputs, which would otherwise be copied
+#: into a new tensor as large (32 MB for 5 s after the first convolution; above glibc's mmap threshold,
+#: so page-faulted anew on every call: measured 27-30 -> 13 ms for the first layer)
+INPLACE_ACTIVATIONS = {"gelu": torch.ops.aten.gelu_, "relu": F.relu_, "silu": lambda x: F.silu(x, inplace=True),
+                       "swish": lambda x: F.silu(x, inplace=True),
+                       "gelu_new": lambda x: torch.ops.aten.gelu_(x, approximate="tanh"),
+                       "gelu_pytorch_tanh": lambda x: torch.ops.aten.gelu_(x, approximate="tanh")}
 #: activations the packed linear layers fuse into their GEMM (optimize.linear_gelu), by F.gelu's name
 FUSED_GELUS = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}
 #: pre-training parts a fine-tuned checkpoint may carry; inference never uses them
@@ -119,7 +126,7 @@ class FeatureEncoderConvLayer(nn.Module):
             self.layer_norm = nn.LayerNorm(c_out, eps=c.layer_norm_eps, elementwise_affine=True)
         elif self.norm == "group":  # one group per channel: each channel normalised over time
             self.layer_norm = nn.GroupNorm(c_out, c_out, eps=c.layer_norm_eps, affine=True)
-        self.act = ACTIVATIONS[c.feat_extract_activation]
+        self.act = INPLACE_ACTIVATIONS[c.feat_extract_activation]  # on this layer's own fresh output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in, L) -> (B, C_out, L')"""
@@ -132,7 +139,6 @@ class FeatureEncoderConvLayer(nn.Module):
             x = self.layer_norm(x)
         return self.act(x)
 
-
     def _conv_group_norm(self, x: torch.Tensor) -> torch.Tensor:
         """The first convolution (one input channel) and its per-channel GroupNorm as ONE convolution.
 
@@ -141,23 +147,25 @@ class FeatureEncoderConvLayer(nn.Module):
         covariance S (K, K): mean_c = w_c . mu (+ bias), var_c = w_c^T S w_c. The norm then folds
         into the weights, per utterance: w'_c = w_c g_c / sqrt(var_c + eps), b'_c = beta_c - w'_c . mu
         (the conv bias cancels). Equal to conv + GroupNorm up to float rounding, without the two
-        passes over the (C, L') output the norm needs (measured: ~27 -> ~6 ms for 5 s of audio).
+        passes over the (C, L') output the norm needs (measured, 5 s of audio: 27-47 -> ~15 ms).
         (B, 1, L) -> (B, C, L')"""
         conv, norm = self.conv, self.layer_norm
         k, stride = conv.kernel_size[0], conv.stride[0]
         b = x.shape[0]
-        frames = x[:, 0].unfold(-1, k, stride).float()  # (B, T, K), a view
-        mu = frames.mean(1)  # (B, K)
-        centred = frames - mu[:, None]  # (B, T, K)
-        cov = centred.transpose(1, 2) @ centred / frames.shape[1]  # (B, K, K), biased as GroupNorm's
+        frames = x[:, 0].float().unfold(-1, k, stride)  # (B, T, K), a view
+        t = frames.shape[1]
+        mu = (frames.new_ones(b, 1, t) @ frames)[:, 0] / t  # (B, K), as a GEMV (reductions over this view are slow)
+        cov = frames.transpose(1, 2) @ frames / t - mu[:, :, None] * mu[:, None, :]  # (B, K, K), biased as GroupNorm's
         w = conv.weight[:, 0].float()  # (C, K)
         var = ((cov @ w.t()) * w.t()).sum(1)  # (B, C): w_c^T S w_c
         scale = norm.weight.float() * torch.rsqrt(var + norm.eps)  # (B, C)
         weight = w[None] * scale[:, :, None]  # (B, C, K)
         bias = norm.bias.float() - (mu @ w.t()) * scale  # (B, C)
-        out = F.conv1d(x.reshape(1, b, -1).to(conv.weight.dtype), weight.reshape(-1, 1, k).to(conv.weight.dtype),
-                       bias.reshape(-1).to(conv.weight.dtype), stride=stride, groups=b)  # (1, B*C, L')
-        return out.view(b, -1, out.shape[-1])  # (B, C, L')
+        dtype = conv.weight.dtype
+        out = frames.new_empty((b, w.shape[0], t), dtype=dtype)  # (B, C, L')
+        for i in range(b):  # the convolution as W' @ frames^T: steadier than oneDNN's 1-channel conv (11 vs 12-29 ms)
+            torch.addmm(bias[i, :, None].to(dtype), weight[i].to(dtype), frames[i].t().to(dtype), out=out[i])
+        return out
 
 
 class FeatureEncoder(nn.Module):
@@ -349,12 +357,28 @@ class Wav2Vec2ForSequenceClassification(nn.Module):
 
 HEADS = {"ctc": Wav2Vec2ForCTC, "classification": Wav2Vec2ForSequenceClassification}
 
-#: The ``fast`` precision of Wav2Vec2 (engine.device.for_model): see the measurements below.
+#: The ``fast`` precision of Wav2Vec2 (engine.device.for_model), measured on benchmarks/speech.py's
+#: random-weight wav2vec2-base-960h and its 5 s espeak clip (249 frames), against float32. Noise
+#: floor: 1 LSB of 16-bit dither on the samples moves the CTC logits by 0.023 on average (and, the
+#: random head's margins being thin, changes one character of the float32 transcript for 1 seed
+#: of 3). Mean |logit change| / frames whose argmax flips / transcript:
+#:   bfloat16 everywhere:                                      0.17  / 6 / changed
+#:   bfloat16, this plan's parts float32:                      0.10  / 7 / changed
+#:   ... and the whole feature encoder float32 (no faster than exact, 444 vs 450 ms): 0.063 / 4 / changed
+#:   (no single part dominates: attention, feed-forward, convolutions, norms, heads in float32 one
+#:   at a time each leave 0.11-0.17)
+#:   float16 everywhere:                                       0.022 / 1 / changed
+#:   float16, this plan's parts float32:                       0.013 / 0 / the same
+#: So Wav2Vec2 runs fast in float16 only (GPUs), with the feature encoder's first convolution and
+#: its group norm (raw samples; folded into one convolution), every layer norm (and so the residual
+#: stream), the convolutional positional embedding, the feature projection and the heads in
+#: float32; on a bfloat16-only device (these CPUs) it runs exact.
 FAST_PLAN = FastPlan(
     keep_fp32=("wav2vec2.feature_extractor.conv_layers.0", "*layer_norm", "wav2vec2.encoder.pos_conv_embed",
                "wav2vec2.feature_projection"),
-    dtypes=(torch.bfloat16, torch.float16),
-    why="")
+    dtypes=(torch.float16,),
+    why="in bfloat16 its CTC logits move 4-8x more than 1 LSB of dither on the audio moves them, and the "
+        "transcript changes; measured in engine/models/wav2vec2.py")
 #: and per head: the heads themselves (tiny) stay float32
 FAST_PLAN_KEEP = {"ctc": ("lm_head",), "classification": ("projector", "classifier")}
 
@@ -414,7 +438,10 @@ def optimize_for_inference(model: nn.Module, device: torch.device, dtype: torch.
 def fast_placement(placement):
     """``placement`` as Wav2Vec2 runs on it -> (placement, notice) (see FAST_PLAN)."""
     from ..device import for_model
-    return for_model(placement, FAST_PLAN.dtypes, "Wav2Vec2", FAST_PLAN.why)
+    placement, notice = for_model(placement, FAST_PLAN.dtypes, "Wav2Vec2", FAST_PLAN.why)
+    if notice:
+        log.warning(notice)
+    return placement, notice
 
 
 def from_checkpoint(folder, placement, head: str) -> nn.Module:
@@ -423,9 +450,7 @@ def from_checkpoint(folder, placement, head: str) -> nn.Module:
     from ..hub import load_weights, read_json
     from .optimize import place
 
-    placement, notice = fast_placement(placement)
-    if notice:
-        log.warning(notice)
+    placement, _ = fast_placement(placement)
     config = Wav2Vec2Config.from_hf(read_json(folder, "config.json"))
     keep = ()
     if placement.precision == "fast":  # the plan, the head's own part, and the layer-sum weights if any

@@ -94,6 +94,9 @@ class Task:
     command: ClassVar[str | None] = None  # CLI subcommand, e.g. "detect"
     command_help: ClassVar[str] = ""
     bench: ClassVar[str | None] = None  # module under benchmarks/ with add_arguments(parser) and run(args)
+    #: why the precision asked for is not the one that runs (a model whose ``fast`` would change its
+    #: answers on this device runs ``exact``); None when it is the one asked for
+    precision_notice: str | None = None
 
     # ------------------------------------------------------------------ CLI hooks (engine/cli.py)
 

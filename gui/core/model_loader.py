@@ -21,7 +21,9 @@ class _Loader(QObject):
     modelLoading = Signal(str, str, object, object)
     modelLoaded = Signal(str, str)
     modelFailed = Signal(str, str)
-    deviceFallback = Signal(str, str)  # (task, notice): it failed on the GPU and now loads on the CPU
+    #: (task, notice): it failed on the GPU and now loads on the CPU, or it runs in another precision
+    #: than the one asked for (Task.precision_notice)
+    deviceFallback = Signal(str, str)
 
     def __init__(self, shared: _Shared) -> None:
         super().__init__()
@@ -91,6 +93,7 @@ class _Loader(QObject):
             log.exception("loading %s (%s) failed", job.task, model)
             self._fail(job.task, _unexpected(job.task, exc), fail_key)
             return
+        notice = getattr(task, "precision_notice", None)  # 'fast' asked for, 'exact' runs: say why
         try:
             description = task.describe()
         except Exception:  # noqa: BLE001
@@ -102,6 +105,8 @@ class _Loader(QObject):
                 return
             evicted = self._install(key, entry)
         log.info("loaded %s (%.0f MB)", description, entry.nbytes / 2 ** 20)
+        if notice:
+            self.deviceFallback.emit(job.task, notice)
         del evicted  # the memory of evicted models goes here, outside the lock
 
     def _install(self, key: Key, entry: _Entry) -> list[_Entry]:

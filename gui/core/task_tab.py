@@ -14,6 +14,7 @@ from gui.core.engine_client import EngineClient
 class TaskTab(QWidget):
     statusMessage = Signal(str)  # routine news, for the window's status bar
     errorMessage = Signal(str)  # a problem, for the window's one error handler (kept until seen)
+    warningMessage = Signal(str)  # a notice the user should see (kept until seen, like errors): it works, differently
 
     domain = ""  # "vision", "audio" or "text"
 
@@ -50,11 +51,11 @@ class TaskTab(QWidget):
         self.on_model_failed(task, message)
 
     def _device_fallback(self, task: str, notice: str) -> None:
-        """``task`` failed on the GPU and runs on the CPU now: the tab of that task says so (once:
-        the engine reports each fallback once)."""
+        """``task`` failed on the GPU and runs on the CPU now, or runs ``exact`` where ``fast`` was
+        asked for (Task.precision_notice): the tab of that task says so."""
         import engine  # the public API (no torch at import)
         if task in {cls.name for cls in engine.tasks_for_domain(self.domain)}:
-            self.errorMessage.emit(notice)
+            self.warningMessage.emit(notice)
 
     def on_model_loaded(self, task: str, description: str) -> None:
         """``task``'s model is ready (any task: filter for your own)."""
