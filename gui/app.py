@@ -17,6 +17,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget, QToolBar,
                                QVBoxLayout, QWidget)
 
+from gui.core import qt_fixes
 from gui.core.engine_client import DEFAULT_MEMORY_LIMIT, EngineClient
 from gui.core.settings import OPEN_DIR_KEY, as_bool
 from gui.common.download_dialog import DownloadDialog
@@ -61,7 +62,7 @@ class MainWindow(QMainWindow):
         self.engine = EngineClient(self, memory_limit=memory_limit(self.settings))
 
         # shared controls ------------------------------------------------------------
-        guard_none_refcount()  # before anything paints (see there: a PySide6 6.12 bug)
+        qt_fixes.guard_none_refcount()  # before anything paints (see there: a PySide6 6.12 bug)
         self.device_picker = DevicePicker()
         self.device_picker.set_choice(device or self.settings.value("engine/device", None),
                                       precision or self.settings.value("engine/precision", "exact"))
@@ -445,8 +446,7 @@ def run_app(argv: list[str] | None = None) -> int:
     if problem:
         print(f"taskscope: {problem}", file=sys.stderr)
         return 2
-    from gui.core.engine_client import guard_emit_refcount
-    guard_emit_refcount()  # before any signal is emitted (see there: a PySide6 6.12 bug)
+    qt_fixes.guard_emit_refcount()  # before any signal is emitted (see there: a PySide6 6.12 bug)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.model_dir:
         os.environ["HF_HOME"] = str(Path(args.model_dir).expanduser())
@@ -520,35 +520,6 @@ class _FirstPaintExit:
         self._app.removeEventFilter(self._filter)
         self._window.close()
         self._app.quit()
-
-
-_NONE_GUARDED = False
-
-
-def guard_none_refcount() -> None:
-    """Work around PySide6 6.12.0 on Python 3.11, whose void methods with overloads
-    (``QPainter.setPen``, ``fillRect``, ``drawLine``, ...) return ``None`` without a new reference:
-    each call takes one reference away from ``None``, and a live session's paints take all of them
-    within minutes (`bench soak` aborted after ~2 min: "none_dealloc: deallocating None"). Where the
-    probe shows the leak, ``None`` gets 2**48 extra references: immortal, as Python 3.12+ makes it
-    anyway (the same cure as gui.core.qt_fixes.guard_emit_refcount's for ``True``). Idempotent."""
-    global _NONE_GUARDED
-    if _NONE_GUARDED or sys.version_info >= (3, 12):
-        return
-    _NONE_GUARDED = True
-    from PySide6.QtGui import QColor, QImage, QPainter
-    image = QImage(4, 4, QImage.Format.Format_RGB32)
-    painter = QPainter(image)
-    colour = QColor(0, 0, 0)
-    before = sys.getrefcount(None)
-    for _ in range(100):
-        painter.setPen(colour)
-    lost = before - sys.getrefcount(None)
-    painter.end()
-    if lost >= 90:
-        import ctypes
-        log.info("PySide6 void methods leak references to None: making None immortal")
-        ctypes.c_ssize_t.from_address(id(None)).value += 1 << 48  # ob_refcnt, the first field
 
 
 def _exit_now(code: int) -> None:
