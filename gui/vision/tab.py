@@ -165,6 +165,7 @@ class VisionTab(TaskTab):
             presenter = presenter_class(task)(self.settings, self)
             presenter.repaint.connect(self.view.refresh)
             presenter.optionsChanged.connect(self._resubmit_still)
+            presenter.problem.connect(self.errorMessage)
             self.presenters[task] = presenter
             self.panel_stack.addWidget(presenter.panel)
             self.task_toolbar.addWidget(presenter.toolbar)

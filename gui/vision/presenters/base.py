@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 class VisionPresenter(QObject):
     optionsChanged = Signal()  # the options for the NEXT request changed: a still image is run again
     repaint = Signal()  # what is drawn changed (result, selection, display setting): the view repaints
+    problem = Signal(str)  # something the user asked for failed (e.g. saving a file): the window shows it
 
     task = ""  # the engine task name, e.g. "object-detection"
 
