@@ -127,7 +127,8 @@ def test_depth_presenter_colours_saves_and_reads_metres(qtbot, tmp_path, monkeyp
     r = depth_result()
     p.set_result(r)
     assert p.save_button.isEnabled() and "nearest 1.00 m" in p.stats.text()
-    assert p.scales.titles == ["1/4", "1/8", "1/16", "1/32"] and len(p.fusion.titles) == 4
+    assert p.scales.titles == ["1/4", "1/8", "1/16", "1/32"]
+    assert p.fusion.titles == ["1/8 local", "1/4 local", "1/8 global", "1/4 global"]  # locals in a row, globals under
     p.opacity_slider.setValue(100)
     p.cmap_combo.setCurrentText("gray")
     img = pixels(view.render_annotated()).astype(int)

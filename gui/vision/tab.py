@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy,
-                               QSplitter, QStackedWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea,
+                               QSizePolicy, QSplitter, QStackedWidget, QVBoxLayout, QWidget)
 
 import engine
 from gui.common.perf_panel import PerfPanel
@@ -120,7 +120,12 @@ class VisionTab(TaskTab):
         side = QWidget()
         side_layout = QVBoxLayout(side)
         side_layout.setContentsMargins(0, 0, 0, 0)
-        side_layout.addWidget(self.panel_stack, 1)
+        panel_scroll = QScrollArea()  # a task's panel taller than the window scrolls, never overlaps itself
+        panel_scroll.setWidget(self.panel_stack)
+        panel_scroll.setWidgetResizable(True)
+        panel_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        panel_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        side_layout.addWidget(panel_scroll, 1)
         side_layout.addWidget(self.perf_panel)
         side.setMinimumWidth(240)
         side.setMaximumWidth(380)

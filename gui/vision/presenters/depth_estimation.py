@@ -22,7 +22,7 @@ from gui.vision.presenters.semantic_segmentation import image_point
 from gui.vision.widgets.dense_panel import MapRow, explained, map_image
 
 RANGES = ("Auto", "Fixed")
-PREVIEW_W = 220
+PREVIEW_W = 190
 
 
 class Presenter(VisionPresenter):
@@ -75,7 +75,7 @@ class Presenter(VisionPresenter):
         self.panel_layout.addWidget(group)
 
         inside = QGroupBox("Inside the model")
-        self.inside_check = QCheckBox("Show the encoder's scales and the fusion maps")
+        self.inside_check = QCheckBox("Show scales and fusion maps")
         self.inside_check.setToolTip("Also return the encoder's four feature maps and the decoder's Selective "
                                      "Feature Fusion attention")
         self.scales = MapRow()
@@ -161,7 +161,10 @@ class Presenter(VisionPresenter):
             fractions = ("1/4", "1/8", "1/16", "1/32")
             self.scales.set_maps([(fractions[i] if i < 4 else f"stage {i + 1}", m)
                                   for i, m in enumerate(result.internals.scales)])
-            self.fusion.set_maps(list(result.internals.maps.items()), name="magma")
+            maps = result.internals.maps  # "fusion 1/16 local", "fusion 1/16 global", ...: locals in a row, globals under
+            ordered = sorted(maps.items(), key=lambda kv: ("global" in kv[0], list(maps).index(kv[0])))
+            self.fusion.set_maps([(name.removeprefix("fusion "), m) for name, m in ordered], name="magma",
+                                 columns=max(1, len(ordered) // 2))
         self.scales.setVisible(result is not None and result.internals is not None)
         self.fusion.setVisible(result is not None and result.internals is not None)
         self._update_panel()

@@ -62,7 +62,7 @@ class Presenter(VisionPresenter):
         self.panel_layout.addWidget(group, 1)
 
         inside = QGroupBox("Inside the model")
-        self.inside_check = QCheckBox("Show the encoder's scales and uncertainty")
+        self.inside_check = QCheckBox("Show scales and uncertainty")
         self.inside_check.setToolTip("Also return the Mix Transformer's four feature maps and the per-pixel "
                                      "entropy of the class probabilities")
         self.scales = MapRow()

@@ -13,7 +13,7 @@ from engine.io import colormap
 #: the longest side of an overlay built from a full-size result map: more is not visible on a screen,
 #: and a 12000x9000 image's map would be 300 MB as RGBA
 MAX_OVERLAY_SIDE = 2048
-THUMB = 72  # px, the side of one thumbnail in a MapRow
+THUMB = 48  # px, the side of one thumbnail in a MapRow (four fit the narrowest side panel)
 
 
 def shrink(values: np.ndarray, max_side: int = MAX_OVERLAY_SIDE) -> np.ndarray:
@@ -67,8 +67,10 @@ class MapRow(QWidget):
         for i, (title, values) in enumerate(maps):
             image = map_image(values, name)
             picture = QLabel()
-            picture.setPixmap(QPixmap.fromImage(image).scaled(
-                QSize(THUMB, THUMB), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation))
+            pixmap = QPixmap.fromImage(image).scaled(
+                QSize(THUMB, THUMB), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
+            picture.setPixmap(pixmap)
+            picture.setFixedSize(pixmap.size())  # never squeezed by a crowded panel
             picture.setToolTip(f"{title}: {values.shape[1]}×{values.shape[0]}")
             caption = QLabel(title)
             caption.setAlignment(Qt.AlignmentFlag.AlignHCenter)
