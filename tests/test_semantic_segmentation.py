@@ -260,3 +260,14 @@ def test_a_12000x9000_image_in_bounded_memory(segformer_ade_checkpoint):
     h, w, dtype, grew_mb = run_huge("semantic-segmentation", segformer_ade_checkpoint)
     assert (h, w, dtype) == (9000, 12000, "uint8")
     assert grew_mb < 2500, grew_mb
+
+
+@pytest.mark.slow
+def test_a_12000x9000_file_opens(tmp_path):
+    """The file reader takes a 108-megapixel photo (the tasks then bound their own memory, above)."""
+    import cv2
+    from engine.io.image import read_image
+    path = tmp_path / "huge.png"
+    assert cv2.imwrite(str(path), np.full((9000, 12000, 3), 77, np.uint8))
+    img = read_image(path)
+    assert img.shape == (9000, 12000, 3) and img.dtype == np.uint8 and int(img[4500, 6000, 0]) == 77
