@@ -316,7 +316,7 @@ class MainWindow(QMainWindow):
                 return bool(tab.open_file(str(path)) is not False)
         known = sorted(set().union(*(self.tabs.widget(i).handled_suffixes() for i in range(self.tabs.count())
                                      if hasattr(self.tabs.widget(i), "handled_suffixes"))))
-        self.show_error(f"Cannot open {path.name}: Taskscope opens images, videos and audio files "
+        self.show_error(f"Cannot open {path.name}: Taskscope opens images, videos, audio and text files "
                         f"({', '.join(known)}).")
         return False
 
@@ -330,7 +330,7 @@ class MainWindow(QMainWindow):
         ignored, and the status bar says how many); returns True if something was opened."""
         files = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()] if mime.hasUrls() else []
         if not files:
-            self.show_error("Drop image, video or audio files from your computer.")
+            self.show_error("Drop image, video, audio or text files from your computer.")
             return False
         first = next((f for f in files if self._handles(f)), files[0])
         opened = self.open_path(first)
@@ -425,7 +425,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: remembered, else the best)")
     p.add_argument("--precision", choices=("exact", "fast"), help="exact (fp32) or fast (bf16/fp16 where native)")
     p.add_argument("--model-dir", help="folder for downloaded models (sets HF_HOME)")
-    p.add_argument("files", nargs="*", help="image, video or audio files to open")
+    p.add_argument("files", nargs="*", help="image, video, audio or text files to open")
     return p.parse_args(argv)
 
 

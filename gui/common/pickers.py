@@ -35,7 +35,9 @@ class ModelPicker(QComboBox):
         self._current: str | None = None
         self._updating = False
         for entry in engine.models_for(task):
-            short = entry.id.split("/")[-1]
+            short = entry.id.replace("\\", "/").split("/")[-1]
+            if Path(entry.id).is_absolute():  # a model bundled with a package: its note names it
+                short = f"{entry.note.split(':')[0]} (bundled)" if entry.note else f"{short} (bundled)"
             self.addItem(short, entry.id)
             tip = f"{entry.id}\n{entry.note}\n~{entry.size_mb} MB download on first use · licence {entry.licence}"
             self.setItemData(self.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)

@@ -1,0 +1,1 @@
+"""Widgets of the Text tab, shared by its presenters."""
