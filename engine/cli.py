@@ -116,9 +116,17 @@ def command_names() -> tuple[str, ...]:
     return tuple(dict.fromkeys(words)) + ("models", "download", "bench")
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's, but lines never break inside a hyphenated word: command names stay whole."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        import textwrap
+        return textwrap.wrap(self._whitespace_matcher.sub(" ", text).strip(), width, break_on_hyphens=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .tasks import all_tasks
-    p = argparse.ArgumentParser(prog="python main.py", description=(
+    p = argparse.ArgumentParser(prog="python main.py", formatter_class=_HelpFormatter, description=(
         "Taskscope: see how Transformer models solve tasks. Without a command the desktop app opens "
         "(python main.py [--offline] [--device D] [--precision P] [FILE])."))
     p.add_argument("--offline", action="store_true", help="never download; use cached models and local folders only")

@@ -14,12 +14,15 @@ TASK_MODULES: tuple[str, ...] = (
     "engine.tasks.speech_recognition",
     "engine.tasks.audio_classification",
     "engine.tasks.semantic_segmentation",
+    "engine.tasks.universal_segmentation",
     "engine.tasks.depth_estimation",
     "engine.tasks.text_classification",
     "engine.tasks.token_classification",
     "engine.tasks.question_answering",
     "engine.tasks.fill_mask",
     "engine.tasks.sentence_similarity",
+    "engine.tasks.text_generation",
+    "engine.tasks.summarization",
 )
 
 

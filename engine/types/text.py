@@ -21,6 +21,8 @@ __all__ = [
     "TokenClassificationResult", "QuestionAnsweringOptions", "Answer", "QAWindow", "QuestionAnsweringInternals",
     "QuestionAnsweringResult", "FillMaskOptions", "FillMaskCandidate", "FillMaskInternals", "FillMaskResult",
     "SentenceSimilarityOptions", "SentenceSimilarityInternals", "SentenceSimilarityResult",
+    "TextGenerationOptions", "GenerationStep", "TextGenerationInternals", "TextGenerationResult",
+    "SummarizationOptions", "SummarizationResult",
 ]
 
 
@@ -354,3 +356,156 @@ class SentenceSimilarityResult:
     def to_json(self) -> list[float]:
         """As the Hub's sentence-similarity task: one score per candidate, in candidate order."""
         return [float(s) for s in self.scores]
+
+
+# ------------------------------------------------------------------------------ text generation
+
+#: the most new tokens one generation asks for (GPT-2 reads 1,024 tokens in all)
+MAX_NEW_TOKENS = 1024
+MAX_BEAMS = 16
+
+
+def _check_number(value, name: str, low: float, high: float, low_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    if ok:
+        ok = (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        span = f"{'above' if low_open else 'at least'} {low:g} and at most {high:g}"
+        raise _input_error(f"{name} must be a number {span}, got {value!r}.")
+
+
+@dataclass(frozen=True)
+class TextGenerationOptions:
+    """How to continue the prompt (the defaults: greedy, as transformers' generate without settings)."""
+
+    max_new_tokens: int = 50
+    do_sample: bool = False  # sample from the (warped) distribution instead of taking the best token
+    num_beams: int = 1  # > 1: beam search
+    temperature: float = 1.0  # sampling: < 1 sharper, > 1 flatter
+    top_k: int = 50  # sampling: only the k most likely tokens (0: all)
+    top_p: float = 1.0  # sampling: only the most likely tokens whose probabilities add up to p
+    repetition_penalty: float = 1.0  # > 1 discourages tokens already in the text
+    no_repeat_ngram_size: int = 0  # > 0: never repeat an n-gram of this size
+    length_penalty: float = 1.0  # beam search: > 1 favours longer continuations
+    early_stopping: bool | str = False  # beam search: True, False or "never", as transformers'
+    min_new_tokens: int = 0  # no end-of-text before this many new tokens
+    seed: int | None = None  # sampling: the same seed, the same text
+    #: a prompt that leaves no room for max_new_tokens: keep its last tokens (True) or refuse (False)
+    truncate_prompt: bool = False
+    top_candidates: int = 10  # per step, the alternatives kept in the internals
+    internals: bool = False  # also return every step's probabilities and candidates (and the beams)
+
+    def check(self) -> None:
+        _check_count(self.max_new_tokens, "max-new-tokens", 1, MAX_NEW_TOKENS)
+        _check_flag(self.do_sample, "do-sample")
+        _check_count(self.num_beams, "num-beams", 1, MAX_BEAMS)
+        _check_number(self.temperature, "temperature", 0.0, 100.0, low_open=True)
+        _check_count(self.top_k, "top-k", 0)
+        _check_number(self.top_p, "top-p", 0.0, 1.0, low_open=True)
+        _check_number(self.repetition_penalty, "repetition-penalty", 0.0, 100.0, low_open=True)
+        _check_count(self.no_repeat_ngram_size, "no-repeat-ngram-size", 0, 64)
+        _check_number(self.length_penalty, "length-penalty", -10.0, 10.0)
+        if self.early_stopping not in (True, False, "never"):
+            raise _input_error(f"early-stopping must be True, False or 'never', got {self.early_stopping!r}.")
+        _check_count(self.min_new_tokens, "min-new-tokens", 0, MAX_NEW_TOKENS)
+        if self.seed is not None:
+            _check_count(self.seed, "seed", 0, 2 ** 63 - 1)
+        _check_flag(self.truncate_prompt, "truncate-prompt")
+        _check_count(self.top_candidates, "top-candidates", 1, 100)
+        _check_flag(self.internals, "internals")
+
+
+@dataclass(frozen=True)
+class GenerationStep:
+    """One new token and why: its probability and the alternatives at that step (softmax of the
+    model's raw logits, before any penalty or warping)."""
+
+    token_id: int
+    token_text: str  # the token decoded alone (may be part of a character: byte-level BPE)
+    prob: float
+    top_ids: np.ndarray  # (K,) int64 the most likely tokens at this step, best first
+    top_texts: tuple[str, ...]
+    top_probs: np.ndarray  # (K,) float32
+    #: beam search: the live beams after this step, best first: (their new token ids, score)
+    beams: tuple[tuple[tuple[int, ...], float], ...] = ()
+
+
+@dataclass(frozen=True)
+class TextGenerationInternals:
+    steps: tuple[GenerationStep, ...]  # one per step (beam search: the best live beam's token)
+    prompt_tokens: tuple[str, ...]  # the prompt as the model read it
+
+
+@dataclass(frozen=True)
+class TextGenerationResult:
+    prompt: str
+    text: str  # the continuation (special tokens left out)
+    prompt_ids: np.ndarray  # (P,) int64 the prompt's token ids as the model read them
+    generated_ids: np.ndarray  # (N,) int64 the new tokens (end-of-text included when produced)
+    stopped_by: str  # "eos" (the model ended the text), "length" (max-new-tokens) or "" (partial result)
+    tokens_per_s: float
+    done: bool = True  # False for the partial results Task.stream yields
+    prompt_truncated: bool = False  # the prompt's first tokens were cut (truncate_prompt)
+    score: float | None = None  # beam search: the sequence's score
+    timings: Timings = Timings()
+    internals: TextGenerationInternals | None = None
+
+    @property
+    def generated_text(self) -> str:
+        """The prompt and its continuation, as transformers' text-generation pipeline returns it."""
+        return self.prompt + self.text
+
+    def __len__(self) -> int:
+        return int(self.generated_ids.shape[0])
+
+    def to_json(self) -> dict:
+        return {"generated_ids": [int(i) for i in self.generated_ids], "text": self.text}
+
+
+# ------------------------------------------------------------------------------ summarization
+
+@dataclass(frozen=True)
+class SummarizationOptions:
+    """Beam-search settings; None: the checkpoint's own (generation_config.json, else config.json)."""
+
+    max_length: int | None = None  # of the summary in tokens, the decoder start included (as generate's)
+    min_length: int | None = None
+    num_beams: int | None = None
+    length_penalty: float | None = None
+    no_repeat_ngram_size: int | None = None
+    early_stopping: bool | str | None = None
+    internals: bool = False  # every step's candidates and the beams
+
+    def check(self) -> None:
+        if self.max_length is not None:
+            _check_count(self.max_length, "max-length", 2, MAX_NEW_TOKENS)
+        if self.min_length is not None:
+            _check_count(self.min_length, "min-length", 0, MAX_NEW_TOKENS)
+        if self.max_length is not None and self.min_length is not None and self.min_length > self.max_length:
+            raise _input_error(f"min-length ({self.min_length}) is more than max-length ({self.max_length}).")
+        if self.num_beams is not None:
+            _check_count(self.num_beams, "num-beams", 1, MAX_BEAMS)
+        if self.length_penalty is not None:
+            _check_number(self.length_penalty, "length-penalty", -10.0, 10.0)
+        if self.no_repeat_ngram_size is not None:
+            _check_count(self.no_repeat_ngram_size, "no-repeat-ngram-size", 0, 64)
+        if self.early_stopping not in (None, True, False, "never"):
+            raise _input_error(f"early-stopping must be True, False or 'never', got {self.early_stopping!r}.")
+        _check_flag(self.internals, "internals")
+
+
+@dataclass(frozen=True)
+class SummarizationResult:
+    summary_text: str
+    output_ids: np.ndarray  # (N,) int64 as generate returns them: the decoder start token first
+    input_ids: np.ndarray  # (S,) int64 the source as the encoder read it
+    truncated: bool  # the source was cut at the model's max length
+    stopped_by: str  # "eos" | "length" | "" (a partial result)
+    step: int = 0  # decoding steps done
+    max_steps: int = 0  # at most this many (max_length - 1)
+    done: bool = True
+    timings: Timings = Timings()
+    internals: TextGenerationInternals | None = None
+
+    def to_json(self) -> dict:
+        return {"output_ids": [int(i) for i in self.output_ids], "summary_text": self.summary_text}

@@ -212,3 +212,107 @@ class DepthResult:
         d = self.depth
         return {"min": round(float(d.min()), 4), "max": round(float(d.max()), 4), "mean": round(float(d.mean()), 4),
                 "max_depth": float(self.max_depth), "size": [int(self.image_size[1]), int(self.image_size[0])]}
+
+
+# ------------------------------------------------------------------------------ universal segmentation (Mask2Former)
+
+UNIVERSAL_MODES = ("panoptic", "instance", "semantic")
+
+
+@dataclass(frozen=True)
+class UniversalSegmentationOptions:
+    """The settings of transformers' Mask2FormerImageProcessor post_process_{panoptic,instance,semantic}_segmentation
+    (their defaults; ``threshold`` is 0.5 in both modes in transformers 5)."""
+
+    mode: str = "panoptic"  # panoptic | instance | semantic
+    threshold: float = 0.5  # a query's score (class probability; instance: times mask score) must pass this
+    mask_threshold: float = 0.5  # panoptic: a pixel belongs to a query's mask at score * sigmoid >= this
+    overlap_mask_area_threshold: float = 0.8  # panoptic: visible / whole mask area a segment must keep
+    label_ids_to_fuse: tuple[int, ...] | None = None  # panoptic: classes whose segments merge into one (stuff)
+    internals: bool = False  # also return every query's mask, class scores and masked-attention regions
+
+    def check(self) -> None:
+        import math
+
+        from ..errors import InputError
+        if self.mode not in UNIVERSAL_MODES:
+            raise InputError(f"Segmentation mode must be one of {', '.join(UNIVERSAL_MODES)}, got {self.mode!r}.")
+        for name in ("threshold", "mask_threshold", "overlap_mask_area_threshold"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or not 0.0 <= v <= 1.0:
+                raise InputError(f"{name} must be a number in [0, 1], got {v!r}.")
+        if self.label_ids_to_fuse is not None and not all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in self.label_ids_to_fuse):
+            raise InputError(f"label_ids_to_fuse must be label ids (whole numbers >= 0), got {self.label_ids_to_fuse!r}.")
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: int  # the value of its pixels in segment_map (semantic mode: its label id)
+    label_id: int
+    label: str
+    score: float  # panoptic / instance: transformers' score (rounded to 6 digits); semantic: mean class score
+    area: int  # pixels of segment_map (semantic: label_map) with this id, at the image's size
+    is_thing: bool | None  # a countable object (True) or "stuff" (False); None where the checkpoint does not say
+    was_fused: bool = False  # panoptic: several queries of a label in label_ids_to_fuse merged into it
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "label_id": self.label_id, "label": self.label, "score": self.score,
+                "area": self.area, "is_thing": self.is_thing}
+
+
+@dataclass(frozen=True)
+class UniversalInternals:
+    """Inside Mask2Former: every object query's mask and class, and where its masked attention looked."""
+
+    mask_logits: np.ndarray  # (Q, h, w) float32: each query's mask logits at 1/4 of the model's input
+    class_scores: np.ndarray  # (Q, num_labels + 1) float32: softmax over the classes, the last "no object"
+    attention_masks: tuple[np.ndarray, ...]  # per decoder layer (Q, h_l, w_l) bool: pixels its cross-attention saw
+    input_size: tuple[int, int]  # (height, width) of the model's input (resized, padded)
+    valid_size: tuple[int, int]  # (height, width) of the image inside that input (the rest is padding)
+
+
+@dataclass(frozen=True)
+class UniversalSegmentationResult:
+    """Segments of the image at its size, as transformers' post_process_*_segmentation with target_sizes.
+
+    ``segment_map`` is transformers' ``segmentation``: panoptic: ids from 1, 0 for pixels no segment
+    kept (and -1 everywhere when no query passed the threshold); instance: ids from 0, -1 for
+    background; semantic: the label map (as int32). A pixel belongs to a segment iff its value is
+    one of ``segments``' ids."""
+
+    mode: str
+    segment_map: np.ndarray  # (H, W) int32
+    segments: tuple[Segment, ...]
+    class_names: tuple[str, ...]  # the model's labels, by id
+    colors: np.ndarray  # (num_labels, 3) uint8: a colour per class (engine.io.colormap.label_colors)
+    image_size: tuple[int, int]  # (height, width)
+    label_map: np.ndarray | None = None  # semantic mode: (H, W) int32 label ids (the same array as segment_map)
+    timings: Timings = Timings()
+    internals: UniversalInternals | None = None
+
+    def __len__(self) -> int:
+        return len(self.segments)
+
+    def segment_colors(self) -> np.ndarray:
+        """(N, 3) uint8 per segment: its class's colour, lightened a little per further instance of a class."""
+        out = np.zeros((len(self.segments), 3), np.uint8)
+        seen: dict[int, int] = {}
+        for i, s in enumerate(self.segments):
+            k = seen.get(s.label_id, 0)
+            seen[s.label_id] = k + 1
+            base = self.colors[s.label_id % len(self.colors)].astype(np.float32) if len(self.colors) else np.zeros(3)
+            out[i] = np.clip(base + (255 - base) * min(0.6, 0.2 * k), 0, 255).astype(np.uint8)
+        return out
+
+    def mask(self, segment_id: int) -> np.ndarray:
+        """(H, W) bool: the pixels of one segment."""
+        return self.segment_map == segment_id
+
+    def segment_at(self, x: int, y: int) -> Segment | None:
+        h, w = self.image_size
+        v = int(self.segment_map[min(max(int(y), 0), h - 1), min(max(int(x), 0), w - 1)])
+        return next((s for s in self.segments if s.id == v), None)
+
+    def to_json(self) -> dict:
+        return {"segments": [s.to_json() for s in self.segments]}

@@ -1,0 +1,341 @@
+"""Universal segmentation with Mask2Former: panoptic, instance or semantic, one model family.
+
+    task = load_task("universal-segmentation")        # facebook/mask2former-swin-tiny-coco-panoptic
+    result = task(frame_rgb, UniversalSegmentationOptions(mode="panoptic"))
+    result.segment_map, result.segments                # (H, W) ids; id, label, score, area, is_thing
+
+    preprocess   as the checkpoint's preprocessor_config.json says (engine.processors.image,
+                 Pillow-exact): the short side to 384 (COCO) or 512 (ADE), sides rounded up to
+                 multiples of 32, ImageNet mean/std
+    model        engine.models.mask2former: Swin backbone -> pixel decoder (multi-scale deformable
+                 attention) -> Transformer decoder with masked attention -> per object query class
+                 logits and mask logits at 1/4 of the input
+    postprocess  identical to transformers' Mask2FormerImageProcessor post_process_panoptic_segmentation /
+                 post_process_instance_segmentation / post_process_semantic_segmentation with
+                 target_sizes=[(H, W)]: the same thresholds, overlap rule and label fusion (the
+                 mask logits first resized to 384x384, as there), the per-query loops vectorised
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..cancel import CancelToken, check
+from ..catalog import ModelEntry
+from ..errors import InputError
+from ..lazy import lazy
+from ..types.vision import (UNIVERSAL_MODES, Segment, UniversalInternals, UniversalSegmentationOptions,
+                            UniversalSegmentationResult)
+from .base import Progress, StageClock, Task, expect_architecture
+
+if TYPE_CHECKING:
+    from ..device import Placement
+
+torch = lazy("torch")
+F = lazy("torch.nn.functional")
+
+log = logging.getLogger(__name__)
+
+#: transformers' post-processing resizes every query's mask logits to this first
+POST_SIZE = (384, 384)
+#: COCO panoptic's 133 classes: the first 80 are things, the rest stuff
+COCO_PANOPTIC_THINGS = 80
+
+
+def _m2f(variant: str, dataset: str, mb: int, note: str) -> ModelEntry:
+    return ModelEntry(f"facebook/mask2former-swin-{variant}-{dataset}", mb, "other", note)
+
+
+class UniversalSegmentation(Task):
+    name = "universal-segmentation"
+    title = "Universal segmentation"
+    domain = "vision"
+    summary = ("Panoptic, instance and semantic segmentation with Mask2Former (Swin backbone): learned object "
+               "queries each predict a mask and a class.")
+    options_type = UniversalSegmentationOptions
+    result_type = UniversalSegmentationResult
+    models = (
+        _m2f("tiny", "coco-panoptic", 190, "Swin-T, COCO panoptic (133 classes); fastest"),
+        _m2f("small", "coco-panoptic", 275, "Swin-S, COCO panoptic"),
+        _m2f("base-IN21k", "coco-panoptic", 430, "Swin-B (ImageNet-21k), COCO panoptic"),
+        _m2f("tiny", "coco-instance", 190, "Swin-T, COCO instances (80 classes)"),
+        _m2f("small", "coco-instance", 275, "Swin-S, COCO instances"),
+        _m2f("tiny", "ade-semantic", 190, "Swin-T, ADE20K semantic (150 classes)"),
+        _m2f("small", "ade-semantic", 275, "Swin-S, ADE20K semantic"),
+        _m2f("base-IN21k", "ade-semantic", 430, "Swin-B (ImageNet-21k), ADE20K semantic"),
+    )
+    # `segment` belongs to semantic-segmentation (SegFormer); this task's own command
+    command = "panoptic"
+    command_help = "panoptic / instance / semantic segments of images (Mask2Former)"
+    bench = "benchmarks.universal_segmentation"
+
+    def __init__(self, model_ref: str, folder: Path, placement: Placement, model, processor) -> None:
+        super().__init__(model_ref, folder, placement)
+        self.model = model
+        self.processor = processor
+        config = model.config
+        self.num_labels = int(config.num_labels)
+        self.class_names = tuple(config.id2label.get(i, f"LABEL_{i}") for i in range(self.num_labels))
+        from ..io.colormap import label_colors
+        self.colors = label_colors(self.num_labels)
+        ref = str(model_ref).lower()
+        #: the mode the checkpoint was trained for, from its name (panoptic when it does not say)
+        self.suggested_mode = next((m for m in UNIVERSAL_MODES if m in ref), "panoptic")
+
+    @classmethod
+    def load(cls, model_ref: str, folder: Path, placement: Placement) -> UniversalSegmentation:
+        from ..device import for_model
+        from ..hub import read_json
+        from ..models import mask2former
+        from ..processors.image import ImageProcessor, ImageProcessorConfig
+        expect_architecture(folder, model_ref, cls.name, ("mask2former",), ("ForUniversalSegmentation",))
+        placement, notice = for_model(placement, (), "Mask2Former", "its answers in reduced precision have not been "
+                                      "measured against float32 yet")
+        model = mask2former.from_checkpoint(folder, placement)
+        pre = read_json(folder, "preprocessor_config.json", required=False)
+        processor = ImageProcessor.from_config(ImageProcessorConfig.from_hf(pre, default_type="Mask2FormerImageProcessor"))
+        task = cls(model_ref, folder, placement, model, processor)
+        task.precision_notice = notice
+        return task
+
+    # ------------------------------------------------------------------ run
+
+    def is_thing(self, label_id: int, mode: str) -> bool | None:
+        if mode == "instance":
+            return True
+        if mode == "panoptic" and self.num_labels == 133 and self.class_names[0] == "person":
+            return label_id < COCO_PANOPTIC_THINGS
+        return None
+
+    def run(self, inputs: np.ndarray, options: UniversalSegmentationOptions | None = None, *,
+            cancel: CancelToken | None = None, progress: Progress | None = None) -> UniversalSegmentationResult:
+        """One (H, W, 3) uint8 RGB image (grayscale / RGBA converted) -> its segments at its size."""
+        from ..io.image import to_rgb
+        opts = self._options(options)
+        image = to_rgb(inputs)
+        size = (int(image.shape[0]), int(image.shape[1]))
+        clock = StageClock(self._sync())
+        with torch.inference_mode():
+            with clock.stage("preprocess"):
+                pixels, _ = self.processor([image], self.placement.device, self.placement.dtype)  # (1, 3, h, w)
+            check(cancel)
+            with clock.stage("model"):
+                out = self.model(pixels, want_masks=opts.internals)
+            check(cancel)
+            with clock.stage("postprocess"):
+                class_logits, mask_logits = out.class_logits[0], out.mask_logits[0]  # (Q, L+1), (Q, h/4, w/4)
+                if opts.mode == "panoptic":
+                    segment_map, segs = panoptic(class_logits, mask_logits, size, opts)
+                elif opts.mode == "instance":
+                    segment_map, segs = instance(class_logits, mask_logits, size, opts)
+                else:
+                    segment_map, segs = semantic(class_logits, mask_logits, size)
+                areas = np.bincount((segment_map.ravel() + 1).astype(np.int64),
+                                    minlength=int(segment_map.max()) + 2 if segment_map.size else 1)
+                seen: set[int] = set()  # a fused label's later queries repeat its id: one segment per id
+                segments = tuple(Segment(sid, lab, self.class_names[lab], score,
+                                         int(areas[sid + 1]) if sid + 1 < len(areas) else 0,
+                                         self.is_thing(lab, opts.mode), fused)
+                                 for sid, lab, score, fused in segs if not (sid in seen or seen.add(sid)))
+                internals = None
+                if opts.internals:
+                    h, w = int(pixels.shape[2]), int(pixels.shape[3])
+                    internals = UniversalInternals(
+                        mask_logits=mask_logits.float().cpu().numpy(),
+                        class_scores=class_logits.float().softmax(-1).cpu().numpy(),
+                        attention_masks=tuple(m[0].cpu().numpy() for m in out.attention_masks),
+                        input_size=(h, w), valid_size=(h, w))
+        if progress is not None:
+            progress(1.0, None)
+        return UniversalSegmentationResult(opts.mode, segment_map, segments, self.class_names, self.colors, size,
+                                           segment_map if opts.mode == "semantic" else None, clock.timings(),
+                                           internals)
+
+    # ------------------------------------------------------------------ CLI
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        from ..cliargs import input_file
+        parser.add_argument("image", type=input_file, nargs="+", metavar="FILE")
+        parser.add_argument("--mode", choices=UNIVERSAL_MODES, default="panoptic")
+        d = UniversalSegmentationOptions()
+        parser.add_argument("--threshold", type=float, default=d.threshold, help="a query's score must pass this")
+        parser.add_argument("--mask-threshold", type=float, default=d.mask_threshold)
+        parser.add_argument("--overlap", type=float, default=d.overlap_mask_area_threshold,
+                            help="panoptic: visible / whole mask area a segment must keep")
+        parser.add_argument("--fuse", metavar="IDS", help="panoptic: label ids (comma-separated) whose segments merge")
+        parser.add_argument("--out", metavar="FILE", help=(
+            "write the segment-id map (panoptic, instance) or label map (semantic) at the image's size: .npy "
+            "(int32, as transformers' 'segmentation') or .png (16-bit, the ids + 1: 0 = no segment)"))
+        parser.add_argument("--masks", metavar="FILE", help="write one boolean mask per segment, keyed by id (.npz)")
+        parser.add_argument("--json", action="store_true",
+                            help='print JSON: {"segments": [{"id", "label_id", "label", "score", "area", "is_thing"}]}')
+
+    @classmethod
+    def cli_options(cls, args) -> UniversalSegmentationOptions:
+        fuse = None
+        if args.fuse:
+            try:
+                fuse = tuple(int(v) for v in args.fuse.split(",") if v.strip())
+            except ValueError:
+                raise InputError(f"--fuse takes comma-separated label ids, got {args.fuse!r}.") from None
+        opts = UniversalSegmentationOptions(mode=args.mode, threshold=args.threshold, mask_threshold=args.mask_threshold,
+                                            overlap_mask_area_threshold=args.overlap, label_ids_to_fuse=fuse)
+        opts.check()
+        return opts
+
+    @classmethod
+    def cli_inputs(cls, args) -> list[tuple[str, Any]]:
+        from ..io.dense import LABEL_SUFFIXES
+        from .semantic_segmentation import plan_outputs, read_images
+        args.dense_outputs = plan_outputs(args.image, {"out": (args.out, LABEL_SUFFIXES, "--out"),
+                                                       "masks": (args.masks, (".npz",), "--masks")})
+        return read_images(args)
+
+    def cli_results(self, inputs: list[Any], options: UniversalSegmentationOptions, args) -> list[Any]:
+        out: list[Any] = []
+        for image, targets in zip(inputs, args.dense_good_outputs):
+            try:
+                result = self(image, options)
+                for path in write_outputs(result, targets):
+                    print(f"Wrote {path}", file=sys.stderr)
+                out.append(result)
+            except InputError as exc:
+                out.append(exc)
+        return out
+
+    @classmethod
+    def cli_print(cls, name: str, result: UniversalSegmentationResult, args) -> str:
+        h, w = result.image_size
+        total = max(1, h * w)
+        lines = [f"{name} ({w}x{h}), {result.mode}: {len(result)} segments, {result.timings.total_ms:.0f} ms"]
+        for s in result.segments:
+            kind = {True: "thing", False: "stuff", None: ""}[s.is_thing]
+            lines.append(f"  #{s.id:<3} {s.score:.3f}  {100.0 * s.area / total:5.1f}%  {s.label} {kind}".rstrip())
+        return "\n".join(lines)
+
+    @classmethod
+    def cli_json(cls, name: str, result: UniversalSegmentationResult, task) -> dict:
+        return {"file": name, "model": task.model_ref, "mode": result.mode,
+                "size": [result.image_size[1], result.image_size[0]], **result.to_json(),
+                "timings_ms": result.timings}
+
+
+def write_outputs(result: UniversalSegmentationResult, targets: dict) -> list[Path]:
+    from ..io import dense as dense_io
+    written = []
+    if targets.get("out"):
+        path = Path(targets["out"])
+        if path.suffix.lower() == ".npy":
+            written.append(dense_io.write_labels(path, result.segment_map.astype(np.int32)))
+        else:
+            shifted = result.segment_map if result.mode == "semantic" else result.segment_map + 1
+            written.append(dense_io.write_labels(path, np.clip(shifted, 0, 65535).astype(np.uint16)))
+    if targets.get("masks"):
+        import io
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **{str(s.id): result.mask(s.id) for s in result.segments})
+        path = Path(targets["masks"])
+        try:
+            path.write_bytes(buf.getvalue())
+        except OSError as exc:
+            raise InputError(f"Cannot write {path}: {exc.strerror or exc}.") from None
+        written.append(path)
+    return written
+
+
+# ----------------------------------------------------------------------------- the three post-processings
+
+def _resized(mask_logits, size):
+    """(Q, h, w) -> (Q, *size) bilinear, as transformers' post-processing resizes."""
+    return F.interpolate(mask_logits[None].float(), size=size, mode="bilinear", align_corners=False)[0]
+
+
+def panoptic(class_logits, mask_logits, size: tuple[int, int], opts: UniversalSegmentationOptions):
+    """transformers' post_process_panoptic_segmentation for one image -> (segment map (H, W) int32,
+    [(id, label_id, score, was_fused)])."""
+    num_labels = class_logits.shape[-1] - 1
+    probs = _resized(mask_logits, POST_SIZE).sigmoid()  # (Q, 384, 384)
+    scores, labels = class_logits.float().softmax(-1).max(-1)  # (Q,)
+    keep = labels.ne(num_labels) & (scores > opts.threshold)
+    if not bool(keep.any()):
+        return np.full(size, -1, np.int32), []
+    probs, scores, labels = probs[keep], scores[keep], labels[keep]
+    probs = _resized(probs, size) * scores.view(-1, 1, 1)  # (K, H, W)
+    owner = probs.argmax(0)  # (H, W) the query each pixel goes to
+    k = probs.shape[0]
+    area = torch.bincount(owner.flatten(), minlength=k)  # (K,) pixels each query won
+    original = (probs >= opts.mask_threshold).flatten(1).sum(1)  # (K,) pixels of its own mask
+    ratio = area / original.clamp(min=1)
+    exists = ((area > 0) & (original > 0) & (ratio > opts.overlap_mask_area_threshold)).tolist()
+    fuse = set(opts.label_ids_to_fuse or ())
+    ids = [0] * k
+    segments, stuff, current = [], {}, 0
+    labels_l, scores_l = labels.tolist(), scores.tolist()
+    for q in range(k):
+        if not exists[q]:
+            continue
+        lab = labels_l[q]
+        if lab in stuff:
+            current = stuff[lab]  # (as transformers: the running id jumps back to the fused one)
+        else:
+            current += 1
+        ids[q] = current
+        segments.append((current, lab, round(scores_l[q], 6), lab in fuse))
+        if lab in fuse:
+            stuff[lab] = current
+    lut = torch.tensor(ids, dtype=torch.int32, device=owner.device)
+    return lut[owner].cpu().numpy(), segments
+
+
+def instance(class_logits, mask_logits, size: tuple[int, int], opts: UniversalSegmentationOptions):
+    """transformers' post_process_instance_segmentation for one image -> (segment map (H, W) int32, ids
+    from 0, -1 background; [(id, label_id, score, False)])."""
+    masks = _resized(mask_logits, POST_SIZE)  # (Q, 384, 384)
+    q, c1 = class_logits.shape
+    c = c1 - 1
+    scores = class_logits.float().softmax(-1)[:, :-1]  # (Q, C)
+    labels = torch.arange(c, device=scores.device).unsqueeze(0).repeat(q, 1).flatten(0, 1)
+    top, index = scores.flatten(0, 1).topk(q, sorted=False)  # the Q best (query, class) pairs
+    labels = labels[index]
+    masks = masks[torch.div(index, c, rounding_mode="floor")]
+    binary = (masks > 0).float()
+    mask_scores = (masks.sigmoid().flatten(1) * binary.flatten(1)).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
+    final = top * mask_scores  # (Q,)
+    passing = [j for j, s in enumerate(final.tolist()) if s >= opts.threshold]
+    segment_map = torch.full(size, -1, dtype=torch.int32)
+    segments: list[tuple] = []
+    if passing:
+        sel = torch.tensor(passing, device=masks.device)
+        resized = F.interpolate(binary[sel][None], size=size, mode="nearest")[0] > 0.5  # (K, H, W)
+        nonempty = resized.flatten(1).any(1).tolist()
+        kept = [i for i, ok in enumerate(nonempty) if ok]
+        if kept:
+            stack = resized[kept]  # (K', H, W), painted in order: a later instance wins a pixel
+            rank = torch.arange(1, len(kept) + 1, dtype=torch.int32, device=stack.device)
+            segment_map = ((stack.to(torch.int32) * rank.view(-1, 1, 1)).amax(0) - 1).cpu()
+            labels_l, final_l = labels.tolist(), final.tolist()
+            segments = [(n, labels_l[passing[i]], round(final_l[passing[i]], 6), False) for n, i in enumerate(kept)]
+    return segment_map.numpy(), segments
+
+
+def semantic(class_logits, mask_logits, size: tuple[int, int]):
+    """transformers' post_process_semantic_segmentation for one image -> (label map (H, W) int32,
+    [(label_id, label_id, mean class score over its pixels, False)] per label present, most pixels first)."""
+    probs = _resized(mask_logits, POST_SIZE).sigmoid()  # (Q, 384, 384)
+    classes = class_logits.float().softmax(-1)[:, :-1]  # (Q, C)
+    seg = torch.einsum("qc,qhw->chw", classes, probs)  # (C, 384, 384)
+    seg = F.interpolate(seg[None], size=size, mode="bilinear", align_corners=False)[0]  # (C, H, W)
+    label_map = seg.argmax(0)  # (H, W)
+    best = seg.gather(0, label_map[None])[0]  # (H, W)
+    c = seg.shape[0]
+    counts = torch.bincount(label_map.flatten(), minlength=c)
+    sums = torch.bincount(label_map.flatten(), weights=best.flatten().double(), minlength=c)
+    present = torch.nonzero(counts).flatten().tolist()
+    present.sort(key=lambda i: -int(counts[i]))
+    segments = [(i, i, round(float(sums[i] / counts[i]), 6), False) for i in present]
+    return label_map.to(torch.int32).cpu().numpy(), segments
