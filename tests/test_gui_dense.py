@@ -229,3 +229,87 @@ def test_depth_live_on_video(qtbot, open_window, glpn_nyu_checkpoint, video_file
     assert r.internals is not None and len(r.internals.scales) == 4 and r.internals.maps
     assert presenter.save_button.isEnabled() and not presenter.preview.pixmap().isNull()
     assert presenter.hover_text(QPointF(10, 10), QRectF(0, 0, 320, 240)).endswith("at (10, 10)")
+
+
+# ----------------------------------------------------------------------------- Mask2Former
+
+def universal_result(internals: bool = True):
+    from engine.types.vision import Segment, UniversalInternals, UniversalSegmentationResult
+    seg = np.zeros((240, 320), np.int32)  # panoptic: 0 unassigned
+    seg[:, :160] = 1  # stuff: sky
+    seg[100:180, 200:280] = 2  # a thing: person
+    segments = (Segment(1, 2, "sky", 0.95, int((seg == 1).sum()), False),
+                Segment(2, 1, "person", 0.88, int((seg == 2).sum()), True))
+    inside = None
+    if internals:
+        scores = np.full((5, 4), 0.01, np.float32)
+        scores[3, 1] = 0.9  # query 3: person, the best
+        scores[0, 2] = 0.7  # query 0: sky
+        masks = np.full((5, 60, 80), -5.0, np.float32)
+        masks[3, 25:45, 50:70] = 5.0
+        attention = tuple(np.random.default_rng(i).random((5, 8 * 2 ** (i % 3), 10 * 2 ** (i % 3))) > 0.5 for i in range(3))
+        inside = UniversalInternals(masks, scores, attention, (240, 320), (240, 320))
+    return UniversalSegmentationResult("panoptic", seg, segments, ("wall", "person", "sky"), colormap.label_colors(3),
+                                       (240, 320), internals=inside)
+
+
+def test_universal_presenter_draws_segments_outlines_and_queries(qtbot):
+    from gui.vision.presenters.universal_segmentation import Presenter
+    settings = make_settings()
+    p = Presenter(settings)
+    view = view_with(qtbot, p)
+    r = universal_result()
+    p.inside_check.setChecked(False)
+    p.set_result(r)
+    assert p.summary.text().startswith("2 segments (1 things, 1 stuff)")
+    p.opacity_slider.setValue(100)
+    img = pixels(view.render_annotated())
+    colors = r.segment_colors()
+    assert np.array_equal(img[20, 20], colors[0]) and np.array_equal(img[110, 210], colors[1])
+    assert img[20, 300].max() == 0  # unassigned pixels: the frame shows
+    assert np.array_equal(img[140, 200], [255, 255, 255])  # the person's outline
+    target = QRectF(0, 0, 320, 240)
+    assert p.hover_text(QPointF(220, 120), target) == "person 0.88 · thing (segment 2, 6400 px)"
+    assert p.hover_text(QPointF(300, 10), target).startswith("no segment")
+    # the object queries, best first; the chosen one's mask replaces the segments
+    p.inside_check.setChecked(True)
+    p.set_result(r)
+    assert p.chosen_query() is None and p.layers.isHidden()  # the segments first
+    assert np.array_equal(pixels(view.render_annotated())[20, 20], colors[0])
+    assert p.query_combo.itemText(1) == "query 3: person 0.90" and p.query_combo.count() == 6
+    p.query_combo.setCurrentIndex(1)
+    p._on_query_chosen(1)
+    assert p.chosen_query() == 3 and p.layers.titles == ["layer 1", "layer 2", "layer 3"]
+    img = pixels(view.render_annotated()).astype(int)
+    assert img[140, 240].sum() > img[20, 20].sum() + 100  # bright inside query 3's mask
+    p.query_combo.setCurrentIndex(2)
+    p._on_query_chosen(2)
+    p.set_result(r)  # the next frame keeps the user's query
+    assert p.chosen_query() == 0
+    p.mode_combo.setCurrentText("instance")
+    assert p.options().mode == "instance" and p.options().internals
+    p.save_settings()
+    assert Presenter(settings).mode() == "instance"
+
+
+def test_universal_segmentation_live_on_video(qtbot, open_window, mask2former_panoptic_checkpoint, video_file,
+                                              image_file):
+    from engine.types.vision import UniversalSegmentationResult
+    w = open_window({"models/universal-segmentation": str(mask2former_panoptic_checkpoint)})
+    tab = w.vision_tab
+    assert "universal-segmentation" in tab.task_names()
+    tab.set_task("universal-segmentation")
+    presenter = tab.presenter()
+    presenter.inside_check.setChecked(True)
+    tab.start_camera(str(video_file))
+    wait_results(qtbot, tab, 2)
+    tab.stop()
+    r = presenter.result
+    assert isinstance(r, UniversalSegmentationResult) and r.segment_map.shape == (240, 320)
+    assert r.internals is not None and presenter.query_combo.count() >= 1
+    # another mode: the next image runs in it
+    presenter.mode_combo.setCurrentText("semantic")
+    assert tab.open_file(image_file)
+    qtbot.waitUntil(lambda: presenter.result is not None and presenter.result.mode == "semantic",
+                    timeout=LOAD_TIMEOUT_MS)
+    assert presenter.result.label_map is not None
