@@ -145,6 +145,13 @@ def for_model(placement: Placement, dtypes: tuple[torch.dtype, ...], model: str,
     return Placement(placement.device, torch.float32, "exact"), notice
 
 
+def unmeasured(placement: Placement, model: str) -> tuple[Placement, str | None]:
+    """For a model whose reduced-precision answers were not measured against float32 (no FastPlan):
+    ``fast`` runs ``exact``, with a notice saying so (see :func:`for_model`)."""
+    return for_model(placement, (), model, "its answers in reduced precision have not been measured against "
+                                           "float32 yet")
+
+
 def free_memory_bytes(device: torch.device) -> int | None:
     """Memory a new allocation on ``device`` can still get (CUDA: free device memory; CPU on
     Linux: MemAvailable), or None where it cannot be told."""

@@ -554,6 +554,12 @@ class ImageProcessor:
         return cls(config)
 
     @classmethod
+    def from_folder(cls, folder, default_type: str) -> ImageProcessor:
+        """A checkpoint folder's preprocessor_config.json (``default_type``'s defaults when it has none)."""
+        from ..hub import read_json
+        return cls.from_hf(read_json(folder, "preprocessor_config.json", required=False), default_type=default_type)
+
+    @classmethod
     def from_hf(cls, pre: Mapping[str, Any] | None, **kwargs) -> ImageProcessor:
         """Shortcut for ``from_config(ImageProcessorConfig.from_hf(pre, **kwargs))``."""
         return cls(ImageProcessorConfig.from_hf(pre, **kwargs))

@@ -89,17 +89,12 @@ class DepthEstimation(Task):
 
     @classmethod
     def load(cls, model_ref: str, folder: Path, placement: Placement) -> DepthEstimation:
-        from ..hub import read_json
+        from ..device import unmeasured
         from ..models import glpn
         expect_architecture(folder, model_ref, cls.name, ("glpn",), ("ForDepthEstimation",))
-        from ..device import for_model
-        # 'fast' (reduced precision) has not been measured to keep GLPN's answers: it runs exact, and says so
-        placement, notice = for_model(placement, (), "GLPN", "its answers in reduced precision have not been "
-                                      "measured against float32 yet")
+        placement, notice = unmeasured(placement, "GLPN")  # 'fast' runs exact, and says so
         model = glpn.from_checkpoint(folder, placement)
-        pre = read_json(folder, "preprocessor_config.json", required=False)
-        processor = image_processing.ImageProcessor.from_config(
-            image_processing.ImageProcessorConfig.from_hf(pre, default_type="GLPNImageProcessor"))
+        processor = image_processing.ImageProcessor.from_folder(folder, "GLPNImageProcessor")
         log.info("Loaded GLPN %s (max depth %g m) on %s", model_ref, model.config.max_depth, placement.describe())
         task = cls(model_ref, folder, placement, model, processor)
         task.precision_notice = notice

@@ -68,15 +68,12 @@ class ImageClassification(Task):
     def load(cls, model_ref: str, folder: Path, placement: Placement) -> ImageClassification:
         import importlib
 
-        from ..hub import read_json
-        from ..processors.image import ImageProcessor, ImageProcessorConfig
+        from ..processors.image import ImageProcessor
         config = expect_architecture(folder, model_ref, cls.name, tuple(ARCHITECTURES), ("ForImageClassification",))
         kind = config["model_type"]
         module = importlib.import_module(ARCHITECTURES[kind])
         model = module.from_checkpoint(folder, placement)
-        pre = read_json(folder, "preprocessor_config.json", required=False)
-        defaults = "ViTImageProcessor" if kind == "vit" else "ConvNextImageProcessor"
-        processor = ImageProcessor.from_config(ImageProcessorConfig.from_hf(pre, default_type=defaults))
+        processor = ImageProcessor.from_folder(folder, "ViTImageProcessor" if kind == "vit" else "ConvNextImageProcessor")
         log.info("Loaded %s %s (%d labels) on %s", kind, model_ref, model.config.num_labels, placement.describe())
         return cls(model_ref, folder, placement, model, kind, processor)
 

@@ -84,18 +84,13 @@ class SemanticSegmentation(Task):
 
     @classmethod
     def load(cls, model_ref: str, folder: Path, placement: Placement) -> SemanticSegmentation:
-        from ..hub import read_json
+        from ..device import unmeasured
         from ..models import segformer
-        from ..processors.image import ImageProcessor, ImageProcessorConfig
+        from ..processors.image import ImageProcessor
         expect_architecture(folder, model_ref, cls.name, ("segformer",), ("ForSemanticSegmentation",))
-        from ..device import for_model
-        # 'fast' (reduced precision) has not been measured to keep SegFormer's answers: it runs exact, and says so
-        placement, notice = for_model(placement, (), "SegFormer", "its answers in reduced precision have not been "
-                                      "measured against float32 yet")
+        placement, notice = unmeasured(placement, "SegFormer")  # 'fast' runs exact, and says so
         model = segformer.from_checkpoint(folder, placement)
-        pre = read_json(folder, "preprocessor_config.json", required=False)
-        config = ImageProcessorConfig.from_hf(pre, default_type="SegformerImageProcessor")
-        processor = ImageProcessor.from_config(config)
+        processor = ImageProcessor.from_folder(folder, "SegformerImageProcessor")
         log.info("Loaded SegFormer %s (%d labels) on %s", model_ref, model.config.num_labels, placement.describe())
         task = cls(model_ref, folder, placement, model, processor)
         task.precision_notice = notice

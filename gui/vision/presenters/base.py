@@ -74,3 +74,27 @@ class VisionPresenter(QObject):
 
     def save_settings(self) -> None:
         """Write the widgets' state to the settings (called when the tab shuts down)."""
+
+
+class DensePresenter(VisionPresenter):
+    """What the dense tasks' presenters (segmentation, depth) share: the "Inside the model" checkbox
+    (``inside_check``, remembered under "internals": toggling it asks for a new result) and the
+    opacity slider (``opacity_slider``, remembered under "opacity"). Subclasses write ``_describe``."""
+
+    inside_check: Any
+    opacity_slider: Any
+
+    def opacity(self) -> float:
+        return self.opacity_slider.value() / 100.0
+
+    def _on_opacity(self, value: int) -> None:
+        self.settings.setValue(self.key("opacity"), value)
+        self.repaint.emit()
+
+    def _on_inside(self, on: bool) -> None:
+        self.settings.setValue(self.key("internals"), on)
+        self._describe()
+        self.optionsChanged.emit()
+
+    def _describe(self) -> None:
+        """Explain the internals shown (or how to see them)."""

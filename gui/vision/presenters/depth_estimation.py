@@ -10,22 +10,22 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QPointF, QRectF, QSettings, QSize, Qt
 from PySide6.QtGui import QPainter, QPixmap
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel,
-                               QPushButton, QSlider, QVBoxLayout)
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QPushButton,
+                               QVBoxLayout)
 
 from engine.errors import EngineError
 from engine.io import colormap
 from engine.types.vision import DepthOptions, DepthResult
 from gui.core.settings import as_bool
-from gui.vision.presenters.base import VisionPresenter
+from gui.vision.presenters.base import DensePresenter
 from gui.vision.presenters.semantic_segmentation import image_point
-from gui.vision.widgets.dense_panel import MapRow, explained, map_image
+from gui.vision.widgets.dense_panel import MapRow, inside_group, map_image, opacity_slider
 
 RANGES = ("Auto", "Fixed")
 PREVIEW_W = 190
 
 
-class Presenter(VisionPresenter):
+class Presenter(DensePresenter):
     task = "depth-estimation"
 
     def __init__(self, settings: QSettings, parent: QObject | None = None) -> None:
@@ -37,10 +37,7 @@ class Presenter(VisionPresenter):
         self.cmap_combo = QComboBox()
         self.cmap_combo.addItems(colormap.COLORMAPS)
         self.cmap_combo.setToolTip("Colormap: near is bright, far is dark")
-        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
-        self.opacity_slider.setRange(0, 100)
-        self.opacity_slider.setFixedWidth(100)
-        self.opacity_slider.setToolTip("Opacity of the depth map over the frame (100%: the depth map only)")
+        self.opacity_slider = opacity_slider("Opacity of the depth map over the frame (100%: the depth map only)", 100)
         self.range_combo = QComboBox()
         self.range_combo.addItems(RANGES)
         self.range_combo.setToolTip("Auto: each frame's nearest and farthest point; Fixed: the metres you set")
@@ -74,18 +71,11 @@ class Presenter(VisionPresenter):
         lay.addWidget(self.save_button)
         self.panel_layout.addWidget(group)
 
-        inside = QGroupBox("Inside the model")
-        self.inside_check = QCheckBox("Show scales and fusion maps")
-        self.inside_check.setToolTip("Also return the encoder's four feature maps and the decoder's Selective "
-                                     "Feature Fusion attention")
         self.scales = MapRow()
         self.fusion = MapRow()
-        self.inside_label = explained("")
-        lay = QVBoxLayout(inside)
-        lay.addWidget(self.inside_check)
-        lay.addWidget(self.scales)
-        lay.addWidget(self.fusion)
-        lay.addWidget(self.inside_label)
+        inside, self.inside_check, self.inside_label = inside_group(
+            "Show scales and fusion maps", "Also return the encoder's four feature maps and the decoder's Selective "
+            "Feature Fusion attention", self.scales, self.fusion)
         self.panel_layout.addWidget(inside)
         self.panel_layout.addStretch(1)
 
@@ -116,9 +106,6 @@ class Presenter(VisionPresenter):
     def colormap_name(self) -> str:
         return self.cmap_combo.currentText()
 
-    def opacity(self) -> float:
-        return self.opacity_slider.value() / 100.0
-
     def depth_range(self) -> tuple[float | None, float | None]:
         """(near, far) in metres for the colormap's ends; (None, None) is each frame's own range."""
         if self.range_combo.currentText() == "Fixed":
@@ -137,11 +124,6 @@ class Presenter(VisionPresenter):
         self._image_key = None
         self._update_panel()
         self.repaint.emit()
-
-    def _on_inside(self, on: bool) -> None:
-        self.settings.setValue(self.key("internals"), on)
-        self._describe()
-        self.optionsChanged.emit()
 
     def save_settings(self) -> None:
         self.settings.setValue(self.key("colormap"), self.colormap_name())

@@ -7,15 +7,15 @@ entropy of the class probabilities: high along boundaries and on things the mode
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QObject, QPointF, QRectF, QSettings, Qt
+from PySide6.QtCore import QObject, QPointF, QRectF, QSettings
 from PySide6.QtGui import QPainter
-from PySide6.QtWidgets import QCheckBox, QComboBox, QGroupBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout
+from PySide6.QtWidgets import QComboBox, QGroupBox, QHBoxLayout, QLabel, QVBoxLayout
 
 from engine.types.vision import SegmentationOptions, SegmentationResult
 from gui.common.painting import heatmap_image
 from gui.core.settings import as_bool
-from gui.vision.presenters.base import VisionPresenter
-from gui.vision.widgets.dense_panel import Legend, MapRow, explained, label_image
+from gui.vision.presenters.base import DensePresenter
+from gui.vision.widgets.dense_panel import Legend, MapRow, inside_group, label_image, opacity_slider
 
 SHOW = ("Classes", "Uncertainty")
 
@@ -30,7 +30,7 @@ def image_point(pos: QPointF, target: QRectF, image_size: tuple[int, int]) -> tu
     return min(max(x, 0), w - 1), min(max(y, 0), h - 1)
 
 
-class Presenter(VisionPresenter):
+class Presenter(DensePresenter):
     task = "semantic-segmentation"
 
     def __init__(self, settings: QSettings, parent: QObject | None = None) -> None:
@@ -38,10 +38,7 @@ class Presenter(VisionPresenter):
         self._mask = None  # (result, highlight) -> QImage cache
         self._mask_key = None
 
-        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
-        self.opacity_slider.setRange(0, 100)
-        self.opacity_slider.setFixedWidth(110)
-        self.opacity_slider.setToolTip("Opacity of the class mask over the frame")
+        self.opacity_slider = opacity_slider("Opacity of the class mask over the frame")
         self.show_combo = QComboBox()
         self.show_combo.addItems(SHOW)
         self.show_combo.setToolTip("Draw the classes, or the model's uncertainty (needs 'Inside the model')")
@@ -61,16 +58,10 @@ class Presenter(VisionPresenter):
         lay.addWidget(self.legend, 1)
         self.panel_layout.addWidget(group, 1)
 
-        inside = QGroupBox("Inside the model")
-        self.inside_check = QCheckBox("Show scales and uncertainty")
-        self.inside_check.setToolTip("Also return the Mix Transformer's four feature maps and the per-pixel "
-                                     "entropy of the class probabilities")
         self.scales = MapRow()
-        self.inside_label = explained("")
-        lay = QVBoxLayout(inside)
-        lay.addWidget(self.inside_check)
-        lay.addWidget(self.scales)
-        lay.addWidget(self.inside_label)
+        inside, self.inside_check, self.inside_label = inside_group(
+            "Show scales and uncertainty", "Also return the Mix Transformer's four feature maps and the per-pixel "
+            "entropy of the class probabilities", self.scales)
         self.panel_layout.addWidget(inside)
 
         self.opacity_slider.setValue(int(settings.value(self.key("opacity"), 55)))
@@ -85,28 +76,16 @@ class Presenter(VisionPresenter):
 
     # ------------------------------------------------------------------ options
 
-    def opacity(self) -> float:
-        return self.opacity_slider.value() / 100.0
-
     def showing(self) -> str:
         return self.show_combo.currentText()
 
     def options(self) -> SegmentationOptions:
         return SegmentationOptions(internals=self.inside_check.isChecked())
 
-    def _on_opacity(self, value: int) -> None:
-        self.settings.setValue(self.key("opacity"), value)
-        self.repaint.emit()
-
     def _on_show(self, *_args) -> None:
         self.settings.setValue(self.key("show"), self.showing())
         self._describe()
         self.repaint.emit()
-
-    def _on_inside(self, on: bool) -> None:
-        self.settings.setValue(self.key("internals"), on)
-        self._describe()
-        self.optionsChanged.emit()
 
     def save_settings(self) -> None:
         self.settings.setValue(self.key("opacity"), self.opacity_slider.value())

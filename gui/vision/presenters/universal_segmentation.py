@@ -9,14 +9,14 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QObject, QPointF, QRectF, QSettings, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter
-from PySide6.QtWidgets import QCheckBox, QComboBox, QGroupBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout
+from PySide6.QtWidgets import QComboBox, QGroupBox, QHBoxLayout, QLabel, QVBoxLayout
 
 from engine.types.vision import UniversalSegmentationOptions, UniversalSegmentationResult
 from gui.common.painting import heatmap_image
 from gui.core.settings import as_bool
-from gui.vision.presenters.base import VisionPresenter
+from gui.vision.presenters.base import DensePresenter
 from gui.vision.presenters.semantic_segmentation import image_point
-from gui.vision.widgets.dense_panel import Legend, MapRow, explained, rgba_image, shrink
+from gui.vision.widgets.dense_panel import Legend, MapRow, inside_group, opacity_slider, rgba_image, shrink
 
 MODES = ("panoptic", "instance", "semantic")
 TOP_QUERIES = 8  # queries listed (best class score first)
@@ -39,7 +39,7 @@ def segment_picture(result: UniversalSegmentationResult) -> tuple[np.ndarray, np
     return rgba, ids
 
 
-class Presenter(VisionPresenter):
+class Presenter(DensePresenter):
     task = "universal-segmentation"
 
     def __init__(self, settings: QSettings, parent: QObject | None = None) -> None:
@@ -52,10 +52,7 @@ class Presenter(VisionPresenter):
         self.mode_combo.addItems(MODES)
         self.mode_combo.setToolTip("Panoptic: every pixel a thing or stuff segment; instance: countable objects; "
                                    "semantic: a class per pixel")
-        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
-        self.opacity_slider.setRange(0, 100)
-        self.opacity_slider.setFixedWidth(110)
-        self.opacity_slider.setToolTip("Opacity of the segments over the frame")
+        self.opacity_slider = opacity_slider("Opacity of the segments over the frame")
         row = QHBoxLayout(self.toolbar)
         row.setContentsMargins(0, 0, 0, 0)
         for w in (QLabel("Mode"), self.mode_combo, QLabel("Segments"), self.opacity_slider):
@@ -71,20 +68,13 @@ class Presenter(VisionPresenter):
         lay.addWidget(self.segment_list, 1)
         self.panel_layout.addWidget(group, 1)
 
-        inside = QGroupBox("Inside the model")
-        self.inside_check = QCheckBox("Show the object queries")
-        self.inside_check.setToolTip("Also return every query's mask, its class scores and where its masked "
-                                     "attention looked at each decoder layer")
         self.query_combo = QComboBox()
         self.query_combo.setToolTip("The segments, or an object query (best class score first) whose mask is then "
                                     "drawn over the frame and whose masked attention is shown below")
         self.layers = MapRow()
-        self.inside_label = explained("")
-        lay = QVBoxLayout(inside)
-        lay.addWidget(self.inside_check)
-        lay.addWidget(self.query_combo)
-        lay.addWidget(self.layers)
-        lay.addWidget(self.inside_label)
+        inside, self.inside_check, self.inside_label = inside_group(
+            "Show the object queries", "Also return every query's mask, its class scores and where its masked "
+            "attention looked at each decoder layer", self.query_combo, self.layers)
         self.panel_layout.addWidget(inside)
 
         i = self.mode_combo.findText(str(settings.value(self.key("mode"), "panoptic")))
@@ -104,23 +94,11 @@ class Presenter(VisionPresenter):
     def mode(self) -> str:
         return self.mode_combo.currentText()
 
-    def opacity(self) -> float:
-        return self.opacity_slider.value() / 100.0
-
     def options(self) -> UniversalSegmentationOptions:
         return UniversalSegmentationOptions(mode=self.mode(), internals=self.inside_check.isChecked())
 
     def _on_mode(self, *_args) -> None:
         self.settings.setValue(self.key("mode"), self.mode())
-        self.optionsChanged.emit()
-
-    def _on_opacity(self, value: int) -> None:
-        self.settings.setValue(self.key("opacity"), value)
-        self.repaint.emit()
-
-    def _on_inside(self, on: bool) -> None:
-        self.settings.setValue(self.key("internals"), on)
-        self._describe()
         self.optionsChanged.emit()
 
     def save_settings(self) -> None:

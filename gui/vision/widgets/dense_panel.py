@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
-from PySide6.QtWidgets import QGridLayout, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QCheckBox, QGridLayout, QGroupBox, QLabel, QListWidget, QListWidgetItem, QSlider,
+                               QVBoxLayout, QWidget)
 
 from engine.io import colormap
 
@@ -126,3 +127,24 @@ def column(*widgets: QWidget) -> QWidget:
     for w in widgets:
         lay.addWidget(w)
     return box
+
+
+def opacity_slider(tip: str, width: int = 110) -> QSlider:
+    """A 0-100 % opacity slider for a toolbar."""
+    slider = QSlider(Qt.Orientation.Horizontal)
+    slider.setRange(0, 100)
+    slider.setFixedWidth(width)
+    slider.setToolTip(tip)
+    return slider
+
+
+def inside_group(check_text: str, tip: str, *widgets: QWidget) -> tuple[QGroupBox, QCheckBox, QLabel]:
+    """The "Inside the model" box: a checkbox asking for the internals, ``widgets``, an explanation."""
+    group = QGroupBox("Inside the model")
+    check = QCheckBox(check_text)
+    check.setToolTip(tip)
+    label = explained("")
+    lay = QVBoxLayout(group)
+    for w in (check, *widgets, label):
+        lay.addWidget(w)
+    return group, check, label
