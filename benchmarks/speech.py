@@ -44,6 +44,7 @@ def _build_random(folder: Path, task: str) -> Path:
     from transformers import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2ForSequenceClassification
 
     torch.manual_seed(0)
+    folder.parent.mkdir(parents=True, exist_ok=True)  # a fresh machine has no bench cache yet
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=folder.name + ".tmp"))
     if task == "speech-recognition":
         model = Wav2Vec2ForCTC(Wav2Vec2Config(vocab_size=32)).eval()

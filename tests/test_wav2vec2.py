@@ -131,3 +131,21 @@ def test_weights_of_the_wrong_size_are_a_checkpoint_error(w2v_base_ctc):
     cfg = wav2vec2.Wav2Vec2Config.from_hf(dict(read_json(w2v_base_ctc, "config.json"), vocab_size=7))
     with pytest.raises(CheckpointError, match="size mismatch.*lm_head"):
         wav2vec2.build(cfg, load_weights(w2v_base_ctc), "ctc")
+
+
+@pytest.mark.parametrize("batch,length,c_in,c_out,k,stride,bias", [
+    (1, 50, 8, 6, 3, 2, False), (2, 51, 8, 6, 3, 2, True), (1, 9, 4, 5, 2, 2, True), (2, 3, 3, 4, 3, 1, False),
+    (1, 40, 1, 7, 10, 5, True), (3, 17, 5, 5, 4, 3, False)])
+def test_feature_encoder_convolution_as_gemms_equals_conv1d(batch, length, c_in, c_out, k, stride, bias):
+    """The feature encoder's convolutions run as strided GEMMs (no per-length oneDNN primitive):
+    equal to F.conv1d on every shape, odd lengths and the shortest input included."""
+    g = torch.Generator().manual_seed(length)
+    x = torch.randn(batch, c_in, length, generator=g)
+    w = torch.randn(c_out, c_in, k, generator=g)
+    b = torch.randn(c_out, generator=g) if bias else None
+    want = torch.nn.functional.conv1d(x, w, b, stride=stride)  # (B, C_out, L')
+    got = w2v.conv1d_gemm(x.transpose(1, 2).contiguous(), w, b, stride)  # channels last
+    assert got.shape == (batch, want.shape[2], c_out)
+    torch.testing.assert_close(got, want.transpose(1, 2), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="at least"):
+        w2v.conv1d_gemm(x[:, :, : k - 1].transpose(1, 2), w, b, stride)
