@@ -90,6 +90,7 @@ def test_standard_input(sst2_checkpoint):
     (["fill-mask", "--file", "{latin1}"], "not UTF-8"),
     (["fill-mask", "[MASK] [MASK]", "--model", "{mlm}"], "only [MASK]"),
     (["fill-mask", "No mask here.", "--model", "{mlm}"], "no [MASK]"),
+    (["fill-mask", "No mask here."], "no [MASK]"),  # said before any model is looked up
     (["question-answering", "Some context."], "needs a question"),
     (["sentence-similarity", "A sentence."], "sentences to compare"),
     (["fill-mask", "--file", "{missing}"], "no such file"),

@@ -15,6 +15,8 @@ the MLM head's decoder (tied to the token embeddings) scores every word of the v
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..cancel import CancelToken, check
@@ -23,6 +25,10 @@ from ..errors import InputError
 from ..types.text import FillMaskCandidate, FillMaskInternals, FillMaskOptions, FillMaskResult
 from .base import Progress, StageClock
 from .text_common import TextTask
+
+
+#: how mask tokens are written in the texts a user gives (BERT / DistilBERT; RoBERTa-style)
+MASK_SPELLINGS = ("[MASK]", "<mask>")
 
 
 class FillMask(TextTask):
@@ -40,6 +46,18 @@ class FillMask(TextTask):
     command_help = "predict the words behind [MASK] (BERT, DistilBERT)"
     bench = "benchmarks.text:fill_mask"
     text_help = "a text with one or more [MASK] (or - to read standard input)"
+
+    @classmethod
+    def cli_inputs(cls, args) -> list[tuple[str, Any]]:
+        """The texts, and before any model is looked up: each has a mask token as BERT (``[MASK]``)
+        or RoBERTa-style tokenizers (``<mask>``) spell it; the exact token is checked again at run."""
+        checked = []
+        for name, text in super().cli_inputs(args):
+            if isinstance(text, str) and not any(m in text for m in MASK_SPELLINGS):
+                text = InputError("The text has no [MASK]: put [MASK] where a word should be predicted, "
+                                  "e.g. \"Paris is the [MASK] of France.\"")
+            checked.append((name, text))
+        return checked
 
     def run(self, inputs: str, options: FillMaskOptions | None = None, *,
             cancel: CancelToken | None = None, progress: Progress | None = None) -> FillMaskResult:
