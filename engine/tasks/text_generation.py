@@ -110,17 +110,22 @@ class TextGeneration(TextTask):
             text = text.rstrip("\ufffd")
         return text
 
-    def _result(self, prompt: str, prompt_ids: list[int], new: list[int], infos, opts, clock: StageClock,
+    def _step(self, s) -> GenerationStep:
+        """One decoding step's internals, its texts decoded once (partial results reuse them)."""
+        return GenerationStep(
+            int(s.token), self.tokenizer.decode([s.token], skip_special_tokens=False), float(s.prob),
+            np.asarray(s.top_ids, dtype=np.int64),
+            tuple(self.tokenizer.decode([i], skip_special_tokens=False) for i in s.top_ids),
+            np.asarray(s.top_probs, dtype=np.float32), s.beams)
+
+    def _result(self, prompt: str, prompt_ids: list[int], new: list[int], steps: list | None, clock: StageClock,
                 started: float, stopped_by: str, truncated: bool, score=None) -> TextGenerationResult:
+        """``steps``: the GenerationSteps so far when internals are asked for, else None."""
         elapsed = max(time.perf_counter() - started, 1e-9)
         internals = None
-        if opts.internals:
-            steps = tuple(GenerationStep(
-                int(s.token), self.tokenizer.decode([s.token], skip_special_tokens=False), float(s.prob),
-                np.asarray(s.top_ids, dtype=np.int64),
-                tuple(self.tokenizer.decode([i], skip_special_tokens=False) for i in s.top_ids),
-                np.asarray(s.top_probs, dtype=np.float32), s.beams) for s in infos)
-            internals = TextGenerationInternals(steps, tuple(self.tokenizer.id_to_token(i) or "" for i in prompt_ids))
+        if steps is not None:
+            internals = TextGenerationInternals(tuple(steps),
+                                                tuple(self.tokenizer.id_to_token(i) or "" for i in prompt_ids))
         return TextGenerationResult(prompt, self._text(new, not stopped_by), np.asarray(prompt_ids, dtype=np.int64),
                                     np.asarray(new, dtype=np.int64), stopped_by, len(new) / elapsed,
                                     bool(stopped_by), truncated, score, clock.timings(), internals)
@@ -136,7 +141,7 @@ class TextGeneration(TextTask):
         step, reorder = gpt2.stepper(model)
         steps = generation.iterate(step, prompt_ids, self._settings(opts), reorder=reorder,
                                    device=self.placement.device, cancel=cancel)
-        infos: list = []
+        built: list | None = [] if opts.internals else None  # each step's internals, built once
         new: list[int] = []
         started = time.perf_counter()
         while True:
@@ -146,18 +151,19 @@ class TextGeneration(TextTask):
             except StopIteration as stop:
                 out = stop.value
                 break
-            infos.append(info)
+            if built is not None:
+                built.append(self._step(info))
             if opts.num_beams > 1:
                 best = info.beams[0][0] if info.beams else ()
                 new = list(best)
             else:
                 new.append(info.token)
             with clock.stage("postprocess"):
-                partial = self._result(inputs, prompt_ids, new, infos, opts, clock, started, "", truncated)
+                partial = self._result(inputs, prompt_ids, new, built, clock, started, "", truncated)
             yield partial
         with clock.stage("postprocess"):
             stopped = "eos" if out.finished else "length"
-            final = self._result(inputs, prompt_ids, out.new_tokens, infos, opts, clock, started, stopped, truncated,
+            final = self._result(inputs, prompt_ids, out.new_tokens, built, clock, started, stopped, truncated,
                                  out.score)
         yield final
 
