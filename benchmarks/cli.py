@@ -17,6 +17,7 @@ EXTRA = {
     "mixed": ("benchmarks.mixed", "live DETR while a long audio file transcribes on the same engine"),
     "resize": ("benchmarks.resize", "our Pillow-exact resize vs Pillow and OpenCV"),
     "startup": ("benchmarks.startup", "time from `python main.py` to the window's first paint (goal < 1 s)"),
+    "text-typing": ("benchmarks.text_typing", "Text tab: last keystroke to the result on screen (goal < 100 ms)"),
     "soak": ("benchmarks.soak", "live detection + live speech in the real window for N minutes: RSS drift"),
 }
 #: older names still accepted

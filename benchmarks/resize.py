@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
 import numpy as np
+
+from .floor import cpu_name
 
 #: (name, (in_h, in_w), (out_h, out_w), filter); the output of "shortest edge" cases as the
 #: processors compute it
@@ -30,17 +31,6 @@ CASES = [
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=20, metavar="N", help="timed runs per implementation (median)")
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _frame(h: int, w: int) -> np.ndarray:
@@ -82,7 +72,7 @@ def run(argv=None) -> int:
     codes = {"nearest": 0, "bilinear": 2, "bicubic": 3}
     cv2_flags = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
 
-    print(f"CPU: {_cpu_name()} ({os.cpu_count()} logical cores); numpy {np.__version__}, "
+    print(f"CPU: {cpu_name()} ({os.cpu_count()} logical cores); numpy {np.__version__}, "
           f"OpenCV {cv2.__version__}" + (f", Pillow {PIL.__version__}" if Image else ", Pillow not installed"))
     print(f"median of {args.repeat} runs, ms; uint8 RGB in and out\n")
     header = f"{'case':<34}{'ours':>8}{'Pillow':>8}{'cv2':>8}{'ours/Pillow':>13}{'ours/cv2':>10}  identical to Pillow"

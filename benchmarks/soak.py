@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
+
+from .floor import cpu_name
 
 LIMIT_MB = 50.0
 
@@ -54,17 +55,6 @@ def rss_mb() -> float:
     except (OSError, ValueError, IndexError):
         pass
     return float("nan")
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
 def _write_wav(path: Path, seconds: float = 12.0) -> tuple[Path, str]:
@@ -201,7 +191,7 @@ def run(args) -> int:
     print(f"soak: {t_end / 60:.1f} min of live DETR ({detr}, {args.size} px) on a 640x480 video as the camera and "
           f"live speech recognition ({asr_label}) on a looping WAV ({wav_what}) as the microphone, in the real "
           f"window ({os.environ.get('QT_QPA_PLATFORM') or 'default'} Qt platform), device {args.device}; "
-          f"CPU: {_cpu()}")
+          f"CPU: {cpu_name()}, {os.cpu_count()} cores")
     print(f"  both streams giving results after {t_ready:.0f} s; warm-up until {t_warm:.0f} s")
     print(f"  results after that: detection {vision_n} ({vision_n / max(1e-9, t_end - t_ready):.2f}/s), speech "
           f"{speech_n} (partials and finals; {segments} utterances in the transcript); errors "

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from .floor import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "first-paint-s="
@@ -31,17 +32,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=1, help="launches before those, not counted (default 1)")
     p.add_argument("--platform", help="QT_QPA_PLATFORM for the app (default: offscreen without a display)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds one launch may take (default 120)")
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
 def launch_once(env: dict[str, str], timeout: float) -> tuple[float, float]:
@@ -88,7 +78,7 @@ def run(args) -> int:
     app = [a for a, _ in results]
     seen = [s for _, s in results]
     print(f"time to first paint of `python main.py` ({env.get('QT_QPA_PLATFORM') or 'default'} Qt platform, "
-          f"CPU: {_cpu()}), {len(results)} launches after {args.warmup} warm-up:")
+          f"CPU: {cpu_name()}, {os.cpu_count()} cores), {len(results)} launches after {args.warmup} warm-up:")
     print(f"  app (process start -> first paint): median {statistics.median(app):.3f} s   min {min(app):.3f}   "
           f"max {max(app):.3f}")
     print(f"  launcher (spawn -> line read):      median {statistics.median(seen):.3f} s   min {min(seen):.3f}   "

@@ -1,14 +1,22 @@
 """Text tab: one text task at a time (classification, named entities, question answering, fill-mask,
-sentence similarity) on the text in the editor, as you type.
+sentence similarity) on the text in the editor, as you type; and the decoding tasks (text
+generation, summarization, translation), on an explicit action.
 
-Every edit (of the text, or of the task's own inputs and options) restarts a short timer
-(DEBOUNCE_MS); when it fires the text goes to the engine on stream "text" with ``item_id`` the
+Every edit (of the text, or of the task's own inputs and options) restarts a very short timer
+(DEBOUNCE_MS, it merges bursts of edits); when it fires the text goes to the engine on stream "text" with ``item_id`` the
 request's number. The engine keeps only the newest pending request (latest wins) and a result is
 shown only if no newer one has been shown, so a slow old result never overwrites a newer one;
 switching task or emptying the text makes every earlier request stale. What is asked for, shown
 and explained belongs to the active task's presenter (gui/text/presenters/<task>.py), found by the
 task's name: this tab knows no task. "Inside the model" (a side panel) shows the tokens as the model
-read them and its attention, as the presenter describes them.
+read them and its attention, as the presenter describes them — or the presenter's own panel
+(``inside_view``).
+
+A presenter with ``explicit`` set runs only when asked (its run button, Ctrl+Enter), never as you
+type; with ``long`` set its request is a long engine job (``submit(long=True)``) whose partial
+results reach the presenter as they come (``set_progress``) and which Stop (Esc) cancels — within
+one step — keeping what was shown (``stopped``). For those, a refusal or an error never takes away
+what is shown: it is said above it (``show_problem``) and in the message area.
 """
 from __future__ import annotations
 
@@ -35,7 +43,11 @@ from gui.text.widgets.editor import TextEditor
 from gui.text.widgets.inside_panel import MEAN, InsidePanel
 
 STREAM = "text"
-DEBOUNCE_MS = 250
+#: edits closer together than this go as one request (a paste, key repeat, an undo of several
+#: characters). Short on purpose: the engine keeps only the newest pending request of a stream, so
+#: sending as you type costs at most one model run at a time, and the result follows the last key
+#: by the model's own time (`python main.py bench text-typing`; it was 250 ms of waiting alone)
+DEBOUNCE_MS = 15
 SUFFIXES = {".txt", ".md"}
 #: the editor's text is remembered across runs up to this length
 REMEMBER_CHARS = 20_000
@@ -55,6 +67,9 @@ class TextTab(TaskTab):
         self._shown_gen = 0  # the request whose result (or error) is shown
         self._floor_gen = 0  # results of requests numbered below this are stale (task switched, text emptied)
         self._input_problem = False  # the text is unusable (too long, binary): said once in the message area
+        self._running: tuple[int, str] | None = None  # (gen, task) of the long job running
+        self._sent_text = ""  # the text of the newest explicit request
+        self.partials_received = 0  # partial results shown (long jobs)
         self._last_outcome: Outcome | None = None
         self._shown_once = False
         self.requests_sent = 0
@@ -155,9 +170,11 @@ class TextTab(TaskTab):
 
         self.inside_panel = InsidePanel()
         self.inside_panel.setMinimumWidth(300)
+        self.inside_stack = QStackedWidget()  # the shared panel, or the active presenter's own (inside_view)
+        self.inside_stack.addWidget(self.inside_panel)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(self.input_splitter)
-        self.splitter.addWidget(self.inside_panel)
+        self.splitter.addWidget(self.inside_stack)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
         self.splitter.setCollapsible(0, False)
@@ -188,6 +205,9 @@ class TextTab(TaskTab):
         QShortcut(QKeySequence("Ctrl+T"), self, activated=self._next_task)
         QShortcut(QKeySequence("Ctrl+Shift+C"), self, activated=lambda: self.copy_text())
         QShortcut(QKeySequence("Ctrl+Shift+J"), self, activated=lambda: self.copy_json())
+        for keys in ("Ctrl+Return", "Ctrl+Enter"):
+            QShortcut(QKeySequence(keys), self, activated=self.run_now)
+        QShortcut(QKeySequence("Esc"), self, activated=self.stop)
 
     def _restore(self) -> None:
         s = self.settings
@@ -199,7 +219,7 @@ class TextTab(TaskTab):
         self.inside_button.blockSignals(True)
         self.inside_button.setChecked(inside)
         self.inside_button.blockSignals(False)
-        self.inside_panel.setVisible(inside)
+        self.inside_stack.setVisible(inside)
         self.inside_panel.set_choice(setting_int(s, "text/attention_layer", 0),
                                      setting_int(s, "text/attention_head", MEAN))
         names = self.task_names()
@@ -235,6 +255,11 @@ class TextTab(TaskTab):
             presenter.insertText.connect(self._insert_text)
             presenter.replaceText.connect(self._replace_text)
             presenter.problem.connect(self.errorMessage)
+            if hasattr(presenter, "runRequested"):
+                presenter.runRequested.connect(self.run_now)
+                presenter.stopRequested.connect(self.stop)
+            if getattr(presenter, "inside_view", None) is not None:
+                self.inside_stack.addWidget(presenter.inside_view)
             self.presenters[task] = presenter
             self.result_stack.addWidget(presenter.view)
             self.task_toolbar.addWidget(presenter.toolbar)
@@ -248,6 +273,8 @@ class TextTab(TaskTab):
                 picker.set_model(str(model), emit=False)
             picker.modelChosen.connect(lambda ref, task=task: self._on_model_chosen(task, ref))
             self.model_stack.addWidget(picker)
+            if hasattr(presenter, "set_model"):  # choices that depend on the checkpoint (translation targets)
+                presenter.set_model(picker.current_model())
         return self.presenters[task]
 
     @property
@@ -276,16 +303,18 @@ class TextTab(TaskTab):
         self.model_stack.setCurrentWidget(self.pickers[task])
         self.editor_label.setText(presenter.text_label)
         self.editor.setPlaceholderText(presenter.placeholder)
-        if presenter.result is not None and presenter.text == self.editor.toPlainText():
-            self.result_stack.setCurrentWidget(presenter.view)  # the same text: its result still holds
+        self.inside_stack.setCurrentWidget(getattr(presenter, "inside_view", None) or self.inside_panel)
+        explicit = _explicit(presenter)
+        if presenter.result is not None and (explicit or presenter.text == self.editor.toPlainText()):
+            self.result_stack.setCurrentWidget(presenter.view)  # the same text (or asked for): it still holds
         else:
             presenter.clear()
-            self._show_hint("" if self.editor.toPlainText().strip() else EMPTY_HINT)
+            self._show_hint(self._idle_hint(presenter))
         self.inside_panel.clear("")
         self._update_inside()
         self.status_label.setText(self._model_line(task))
         if previous is not None and (self.isVisible() or self._shown_once):
-            self.run_now()
+            self._rerun()
 
     def _next_task(self) -> None:
         if self.task_combo.count() > 1:
@@ -308,8 +337,13 @@ class TextTab(TaskTab):
             return False
         text = text.replace("\r\n", "\n").replace("\r", "\n")
         self.editor.replace_all(text)
-        self.statusMessage.emit(f"Opened {path.name}: {len(text):,} characters.")
-        self.run_now()
+        presenter = self.presenter()
+        ask = f" {getattr(presenter, 'run_label', 'Run')} (Ctrl+Enter) runs the model on it." \
+            if _explicit(presenter) else ""
+        self.statusMessage.emit(f"Opened {path.name}: {len(text):,} characters.{ask}")
+        if _explicit(presenter) and self.result_stack.currentWidget() is self.hint:
+            self._show_hint(self._idle_hint(presenter))
+        self._rerun()
         return True
 
     def _on_files_dropped(self, paths: list) -> None:
@@ -327,16 +361,31 @@ class TextTab(TaskTab):
         super().showEvent(event)
         if not self._shown_once:
             self._shown_once = True
-            if self.editor.toPlainText().strip():
+            if self.editor.toPlainText().strip() and not _explicit(self.presenter()):
                 self._timer.start()  # the remembered text: once the window has painted
 
     def _on_text_changed(self) -> None:
         self._count_chars()
-        self._timer.start()  # (re)started: the request goes once typing pauses
+        presenter = self.presenter()
+        if not _explicit(presenter):
+            self._timer.start()  # (re)started: the request goes once typing pauses
+        elif self.result_stack.currentWidget() is self.hint and self._running is None:
+            self._show_hint(self._idle_hint(presenter))
 
     def _on_inputs_changed(self, task: str) -> None:
-        if task == self.task:
+        if task == self.task and not _explicit(self.presenter()):
             self._timer.start()
+
+    def _rerun(self) -> None:
+        """Run again because something changed (task, model, inside the model): not for explicit tasks."""
+        if not _explicit(self.presenter()):
+            self.run_now()
+
+    def _idle_hint(self, presenter: TextPresenter) -> str:
+        has_text = bool(self.editor.toPlainText().strip())
+        if _explicit(presenter) and hasattr(presenter, "hint"):
+            return presenter.hint(has_text)
+        return "" if has_text else EMPTY_HINT
 
     def _count_chars(self) -> None:
         n = len(self.editor.toPlainText())
@@ -351,6 +400,9 @@ class TextTab(TaskTab):
         self._timer.stop()
         text = self.editor.toPlainText()
         presenter = self.presenter()
+        if _explicit(presenter):
+            self._run_explicit(presenter, text)
+            return
         self._gen += 1
         if not text.strip():
             self._nothing_to_run(EMPTY_HINT)
@@ -381,6 +433,91 @@ class TextTab(TaskTab):
             loaded = self.engine.loaded_model(self.task) is not None
             self._show_hint("Working…" if loaded else "Loading the model…")
 
+    def _run_explicit(self, presenter: TextPresenter, text: str) -> None:
+        """Run an explicit task on ``text`` now (a running job of this tab is stopped first). What is
+        shown stays when the text cannot be sent: the reason is said above it."""
+        problem = ""
+        if not text.strip():
+            problem = getattr(presenter, "empty_problem", "") or EMPTY_HINT
+        else:
+            try:
+                check_text(text)
+            except InputError as exc:
+                problem = str(exc)
+            problem = problem or presenter.missing(text)
+        if problem:
+            if presenter.result is None:
+                self._show_hint(problem, error=bool(text.strip()))
+            else:
+                presenter.show_problem(problem)
+            self.statusMessage.emit(problem)
+            return
+        if self._running is not None:
+            self.engine.cancel(STREAM)  # the running job ends; this one starts after it
+        self._gen += 1
+        gen = self._gen
+        options = presenter.options(True, True)
+        self.ensure_model(self.task, self.model_picker.current_model())
+        long = bool(getattr(presenter, "long", False))
+        request = self.engine.submit(STREAM, self.task, text, options, item_id=gen, meta={"gen": gen, "text": text},
+                                     long=long)
+        request.result.connect(self._on_result)
+        request.error.connect(functools.partial(self._on_request_error, gen))
+        request.progress.connect(functools.partial(self._on_progress, gen, self.task))
+        request.finished.connect(functools.partial(self._on_finished, gen, self.task))
+        self.requests_sent += 1
+        self._running = (gen, self.task)
+        self._sent_text = text
+        if hasattr(presenter, "set_running"):
+            presenter.set_running(True)
+        if self.result_stack.currentWidget() is self.hint:
+            loaded = self.engine.loaded_model(self.task) is not None
+            self._show_hint("Working…" if loaded else "Loading the model…")
+
+    def is_running(self) -> bool:
+        """A long job of this tab (generation, summarization, translation) is running."""
+        return self._running is not None
+
+    def stop(self) -> None:
+        """Stop the running job (Stop, Esc): it ends within one step; what it wrote stays."""
+        if self._running is None:
+            return
+        self.engine.cancel(STREAM)
+        self.statusMessage.emit("Stopping…")
+
+    def _on_progress(self, gen: int, task: str, fraction: float, partial) -> None:
+        if task != self.task or gen != self._gen or gen < self._floor_gen:
+            return  # a job stopped meanwhile, or of another task
+        presenter = self.presenter()
+        if hasattr(presenter, "set_progress"):
+            presenter.set_progress(fraction, partial, self._sent_text)
+        if partial is not None:
+            self.partials_received += 1
+            self.result_stack.setCurrentWidget(presenter.view)
+            line = self._model_line(task)
+            self.status_label.setText(" · ".join(p for p in (presenter.summary(), line) if p))
+
+    def _on_finished(self, gen: int, task: str) -> None:
+        """A long request ended (result, error, stopped or dropped)."""
+        if self._running is None or self._running[0] != gen:
+            return
+        self._running = None
+        presenter = self.presenters.get(task)
+        if presenter is not None and hasattr(presenter, "set_running"):
+            presenter.set_running(False)
+        if gen > self._shown_gen and gen == self._gen:  # no result and no error: stopped
+            self._shown_gen = gen
+            if presenter is not None and hasattr(presenter, "stopped"):
+                presenter.stopped()
+            if task == self.task:
+                if presenter is not None and presenter.result is not None:
+                    self.result_stack.setCurrentWidget(presenter.view)
+                    self.status_label.setText(" · ".join(p for p in (presenter.summary(), self._model_line(task))
+                                                         if p))
+                elif self.result_stack.currentWidget() is self.hint:
+                    self._show_hint("Stopped. " + self._idle_hint(presenter))
+                self.statusMessage.emit("Stopped.")
+
     def _nothing_to_run(self, hint: str, error: bool = False) -> None:
         """No request for this text: every earlier one is stale; the hint says why."""
         self.engine.cancel(STREAM)
@@ -407,6 +544,8 @@ class TextTab(TaskTab):
         self._last_outcome = outcome
         self.results_received += 1
         presenter = self.presenter()
+        if self._running is not None and self._running[0] == gen and hasattr(presenter, "set_running"):
+            presenter.set_running(False)  # before the result, so that it is shown as finished
         presenter.set_result(outcome.result, meta.get("text", ""))
         self.result_stack.setCurrentWidget(presenter.view)
         self._update_inside()
@@ -416,10 +555,20 @@ class TextTab(TaskTab):
         if gen != self._gen or gen < self._floor_gen:
             return  # a newer request is on its way
         self._shown_gen = gen
+        presenter = self.presenter()
+        keep = _explicit(presenter) and presenter.result is not None  # what is shown stays
         if is_load_cancelled_message(message):  # the user cancelled the load: no error
-            self._show_hint("Loading the model was cancelled: choose the model again to load it.")
+            cancelled = "Loading the model was cancelled: choose the model again to load it."
+            if keep:
+                presenter.show_problem(cancelled)
+            else:
+                self._show_hint(cancelled)
             return
-        self._show_hint(message, error=True)
+        if keep:
+            presenter.show_problem(message)
+            self.result_stack.setCurrentWidget(presenter.view)
+        else:
+            self._show_hint(message, error=True)
         self.errorMessage.emit(message)  # the window's one error handler
 
     def _show_hint(self, text: str, error: bool = False) -> None:
@@ -437,6 +586,8 @@ class TextTab(TaskTab):
         if not self.inside_button.isChecked():
             return
         presenter = self.presenter()
+        if getattr(presenter, "inside_view", None) is not None:
+            return  # the presenter keeps its own panel up to date
         if presenter.result is None:
             self.inside_panel.clear("")
             return
@@ -448,12 +599,12 @@ class TextTab(TaskTab):
 
     def _on_inside_toggled(self, on: bool) -> None:
         self.settings.setValue("text/inside", on)
-        self.inside_panel.setVisible(on)
+        self.inside_stack.setVisible(on)
         if on:
             self._update_inside()
             result = self.presenter().result
             if result is not None and getattr(result, "internals", None) is None:
-                self.run_now()  # the shown result was computed without them
+                self._rerun()  # the shown result was computed without them
 
     def _show_status(self, outcome: Outcome) -> None:
         presenter = self.presenter()
@@ -517,10 +668,12 @@ class TextTab(TaskTab):
 
     def _on_model_chosen(self, task: str, ref: str) -> None:
         self.settings.setValue(f"models/{task}", ref)
+        if hasattr(self.presenters.get(task), "set_model"):
+            self.presenters[task].set_model(ref)
         self.load_model(task, ref)
         if task == self.task:
             self.status_label.setText(f"Loading {_model_name(ref)}…")
-            self.run_now()
+            self._rerun()
 
     def on_model_loading(self, task: str, model: str, done, total) -> None:
         if task != self.task:
@@ -529,18 +682,24 @@ class TextTab(TaskTab):
         self.status_label.setText(f"Loading {_model_name(model)}…{progress}")
 
     def on_model_loaded(self, task: str, description: str) -> None:
+        if hasattr(self.presenters.get(task), "set_model"):  # downloaded now: its own choices
+            self.presenters[task].set_model(self.pickers[task].current_model())
         if task != self.task:
             return
         self.status_label.setText(self._model_line(task))
         if self.result_is_current() and self.presenter().result is not None:
-            self.run_now()  # the result shown came from the model this one replaces
+            self._rerun()  # the result shown came from the model this one replaces
 
     def on_model_failed(self, task: str, message: str) -> None:
         if task != self.task:
             return
         if message:  # retried when the model is picked again (or the device/offline setting changes)
             self.status_label.setText("Model not loaded.")
-            self._show_hint(message, error=True)
+            presenter = self.presenter()
+            if _explicit(presenter) and presenter.result is not None:
+                presenter.show_problem(message)  # what is shown stays
+            else:
+                self._show_hint(message, error=True)
             self._shown_gen = self._gen
         elif self._descriptions.get(task):  # cancelled, but the previous model still runs
             self.status_label.setText(self._model_line(task))
@@ -551,6 +710,11 @@ class TextTab(TaskTab):
         self._timer.stop()
         self.engine.cancel(STREAM)
         return super().shutdown(timeout_ms)
+
+
+def _explicit(presenter) -> bool:
+    """The presenter's task runs only when asked (Generate...), not as you type."""
+    return bool(getattr(presenter, "explicit", False))
 
 
 def _model_name(ref: str) -> str:
