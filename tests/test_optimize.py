@@ -170,3 +170,32 @@ def test_fold_weight_norm_is_g_v_over_norm_of_v():
         conv.parametrizations.weight.original0.copy_(g)
         conv.parametrizations.weight.original1.copy_(v)
         torch.testing.assert_close(folded, conv.weight)
+
+
+def test_row_buckets_are_few_and_close_above():
+    """Packed GEMMs run at bucketed row counts (one oneDNN primitive per bucket, not per length):
+    exact up to 32 rows, then at most 12.5 % more rows, and few distinct counts up to 4096 rows."""
+    from engine.models.optimize import row_bucket
+    buckets = {row_bucket(m) for m in range(1, 4097)}
+    assert len(buckets) <= 32 + 8 * 7
+    for m in range(1, 4097):
+        b = row_bucket(m)
+        assert m <= b <= m * 1.125 and (m > 32 or b == m)
+        assert row_bucket(b) == b
+
+
+@needs_onednn
+@pytest.mark.parametrize("shape", [(33,), (2, 50), (3, 7, 13), (257,)])
+def test_packed_linear_on_padded_rows_equals_f_linear(shape):
+    """Row counts that are not a bucket are padded with zero rows and cut back: the rows kept are
+    those of F.linear, in the input's own leading shape (plain, + GELU, + residual add)."""
+    lin = _linear()
+    packed = PackedLinear(lin, 256)
+    g = torch.Generator().manual_seed(len(shape))
+    x = torch.randn(*shape, 64, generator=g)
+    r = torch.randn(*shape, 96, generator=g)
+    with torch.inference_mode():
+        plain = F.linear(x, lin.weight, lin.bias)
+        for got, want in ((packed(x), plain), (packed.gelu(x), F.gelu(plain)), (packed.add(x, r), r + plain)):
+            assert got.shape == want.shape
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

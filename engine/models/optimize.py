@@ -177,6 +177,42 @@ def can_pack(device: torch.device | str, dtype: torch.dtype) -> bool:
             and torch.backends.mkldnn.is_available())
 
 
+def row_bucket(rows: int) -> int:
+    """The row count a packed GEMM of ``rows`` rows runs at: ``rows`` itself up to 32, above that
+    rounded up to one of 8 steps per power of two (at most 12.5 % more rows).
+
+    Why: oneDNN builds, and keeps in its primitive cache (up to 1024), one primitive per input
+    shape, ~0.35 MB each for a 768 x 3072 layer. Inputs whose length changes all the time (live
+    speech partials, text as it is typed) would each leave ~50 of those behind: the app's memory
+    grew for half an hour. With buckets a model sees a few dozen shapes, all cached after warm-up."""
+    if rows <= 32:
+        return rows
+    step = 1 << (rows.bit_length() - 4)
+    return -(-rows // step) * step
+
+
+def _pad_rows(x: torch.Tensor) -> tuple[torch.Tensor, tuple | None]:
+    """(..., n) -> (x as (M', n) with M' = row_bucket(M) rows, the zero padding below, and x's
+    leading shape) when its M flattened rows need padding; else (x, None), unchanged. Each output
+    row of a GEMM depends on its own input row only: the padding changes nothing in the rows kept."""
+    n = x.shape[-1]
+    m = x.numel() // n if n else 0
+    bucket = row_bucket(m)
+    if bucket == m:
+        return x, None
+    padded = x.new_zeros((bucket, n))
+    padded[:m] = x.reshape(m, n)
+    return padded, (x.shape[:-1], m)
+
+
+def _unpad_rows(y: torch.Tensor, lead: tuple | None) -> torch.Tensor:
+    """The inverse for the GEMM's (M', out) output: its first M rows, in the input's leading shape."""
+    if lead is None:
+        return y
+    shape, m = lead
+    return y[:m].reshape(*shape, y.shape[-1])
+
+
 class PackedLinear(nn.Module):
     """A frozen nn.Linear whose weight is packed once in oneDNN's blocked layout, tuned for ``rows``
     input rows (any other row count works, a little slower): the product of F.linear, and with a
@@ -193,11 +229,13 @@ class PackedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., in) -> (..., out) = x W^T + b"""
-        return _linear_pointwise(_to(x, self.dtype), self.packed, self.bias, "none", [], "")
+        x, m = _pad_rows(_to(x, self.dtype))
+        return _unpad_rows(_linear_pointwise(x, self.packed, self.bias, "none", [], ""), m)
 
     def gelu(self, x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
         """(..., in) -> (..., out) = GELU(x W^T + b) in one pass (``approximate`` as F.gelu's)."""
-        return _linear_pointwise(_to(x, self.dtype), self.packed, self.bias, "gelu", [], approximate)
+        x, m = _pad_rows(_to(x, self.dtype))
+        return _unpad_rows(_linear_pointwise(x, self.packed, self.bias, "gelu", [], approximate), m)
 
     def add(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """(..., in), residual (..., out) -> residual + x W^T + b in one pass (residual unchanged).
@@ -205,10 +243,22 @@ class PackedLinear(nn.Module):
         after the product, in the wider of the two dtypes."""
         if residual.dtype != self.dtype:
             return residual + self(x)
-        return _linear_pointwise.binary(_to(x, self.dtype), residual.contiguous(), self.packed, self.bias, "add")
+        x, m = _pad_rows(_to(x, self.dtype))
+        residual, _ = _pad_rows(residual.contiguous())
+        return _unpad_rows(_linear_pointwise.binary(x, residual, self.packed, self.bias, "add"), m)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, packed for {self.rows} rows"
+
+
+def make_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    """An nn.Linear holding these (out, in) / (out,) tensors, e.g. several layers' weights concatenated
+    into one GEMM at load (built on the meta device: no random init; no gradients)."""
+    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
+    layer.weight = nn.Parameter(weight.detach().contiguous(), requires_grad=False)
+    if bias is not None:
+        layer.bias = nn.Parameter(bias.detach().contiguous(), requires_grad=False)
+    return layer
 
 
 def linear_gelu(layer: nn.Module, x: torch.Tensor, approximate: str = "none") -> torch.Tensor:

@@ -36,6 +36,7 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 
 from engine.errors import Cancelled, EngineError
+from engine.memory import trim_if_due
 
 from gui.core.engine_state import (DEFAULT_MEMORY_LIMIT, LIVE_SHARE, PROGRESS_RATE_HZ, UNKNOWN_FRACTION, _Item,
                                    _LongJob, _Shared, _unexpected, fallback_notice, gpu_failure, placed_on_gpu)
@@ -98,6 +99,7 @@ class _Worker(QObject):
             finally:
                 with s.cond:
                     s.running_item = None
+                trim_if_due()  # freed activations back to the system: memory stays flat live
         with s.cond:
             jobs = list(s.long)
             s.long.clear()
