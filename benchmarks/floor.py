@@ -1,13 +1,23 @@
-"""The physical floor a benchmark is measured against: the model's FLOPs (torch's FlopCounterMode)
-over this machine's measured GEMM throughput. "× floor" = measured time / floor time; it travels
-between machines where milliseconds do not (the CPUs of this project's machines differ)."""
+"""The physical floor a benchmark is measured against. Two limits, whichever is larger:
+
+* compute: the model's FLOPs (torch's FlopCounterMode) over this machine's measured GEMM throughput;
+* memory: the bytes a call must read (every weight once; a decoding step at batch 1 reads each
+  matrix for one row, so this is its floor) over this machine's measured memory READ bandwidth.
+
+"× floor" = measured time / floor time; it travels between machines where milliseconds do not (the
+CPUs of this project's machines differ). The measurements run at torch's current thread count (the
+bench's), take the best of a few tries and are as good as the machine is quiet: on a machine other
+work shares, a floor measured now is slower than the machine's own, and a ratio to it flatters.
+"""
 from __future__ import annotations
 
 import functools
 import math
+import os
 import platform
 import resource
 import time
+from collections.abc import Mapping
 
 
 def cpu_name() -> str:
@@ -39,6 +49,113 @@ def gemm_gflops(dtype_name: str = "float32", device: str = "cpu") -> float:
         sync()
         best = min(best, time.perf_counter() - t0)
     return 2 * n ** 3 / best / 1e9
+
+
+def cache_bytes(level: int = 3) -> int | None:
+    """The size of CPU 0's level-``level`` cache (Linux sysfs), or None where it cannot be told."""
+    root = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for entry in sorted(os.listdir(root)):
+            folder = os.path.join(root, entry)
+            with open(os.path.join(folder, "level"), encoding="ascii") as f:
+                if int(f.read()) != level:
+                    continue
+            with open(os.path.join(folder, "size"), encoding="ascii") as f:
+                text = f.read().strip().upper()
+            scale = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30}.get(text[-1:], 1)
+            return int(text.rstrip("KMG")) * scale
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def bandwidth_array_bytes(device: str = "cpu") -> int:
+    """How large the array that :func:`read_bandwidth_gbs` reads is: 512 MiB, and at least 16x the L3
+    cache on a CPU (so no part of it is read from a cache), 1 GiB on a GPU (its L2 is tens of MB)."""
+    if device.startswith("cuda") or device == "mps":
+        return 2 ** 30
+    return max(512 * 2 ** 20, 16 * (cache_bytes(3) or 0))
+
+
+def read_bandwidth_gbs(device: str = "cpu", nbytes: int | None = None, tries: int = 5, clock=time.perf_counter
+                       ) -> float:
+    """This machine's memory READ bandwidth now, GB/s: the best of ``tries`` full reads (a sum, which
+    reads each element once and writes nothing) of an ``nbytes`` float32 tensor well above the
+    caches (:func:`bandwidth_array_bytes`), at torch's current thread count, timed with ``clock``
+    (the bench's: wall time, or the process's CPU time with one thread)."""
+    import torch
+    nbytes = nbytes or bandwidth_array_bytes(device)
+    x = torch.ones(nbytes // 4, device=device)  # float32; written once here, so its pages exist
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    x.sum()
+    sync()
+    best = float("inf")
+    for _ in range(max(1, tries)):
+        t0 = clock()
+        x.sum()
+        sync()
+        best = min(best, clock() - t0)
+    return x.numel() * 4 / max(best, 1e-9) / 1e9
+
+
+def weight_bytes(model, partial: Mapping[str, int] | None = None) -> int:
+    """The bytes of ``model``'s weights a call reads once each: every parameter (and each
+    PackedLinear's packed weight and bias, which are no parameters), a tensor shared by two modules
+    (tied embeddings and LM head) counted once. ``partial``: parameter name -> rows a call reads of
+    it (an embedding table of which only the input tokens' rows are looked up), counted as that many
+    rows (at most the table's)."""
+    from engine.models.optimize import PackedLinear
+    partial = dict(partial or {})
+    seen: set[tuple[int, int]] = set()
+    total = 0
+
+    def add(t, rows: int | None = None) -> None:
+        nonlocal total
+        key = (t.data_ptr(), t.numel())
+        if key in seen or t.numel() == 0:
+            return
+        seen.add(key)
+        size = t.numel() * t.element_size()
+        if rows is not None and t.dim() >= 1:
+            size = min(rows, t.shape[0]) * (size // t.shape[0])
+        total += size
+
+    for name, p in model.named_parameters():
+        add(p, partial.pop(name, None))
+    for module in model.modules():
+        if isinstance(module, PackedLinear):
+            total += module.in_features * module.out_features * _itemsize(module.dtype)
+            if module.bias is not None:
+                add(module.bias)
+    if partial:
+        raise KeyError(f"weight_bytes: the model has no parameters named {sorted(partial)}")
+    return total
+
+
+def _itemsize(dtype) -> int:
+    import torch
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def memory_floor_ms(nbytes: float, bandwidth_gbs: float) -> float:
+    """The time reading ``nbytes`` takes at ``bandwidth_gbs`` GB/s, in ms."""
+    return nbytes / (bandwidth_gbs * 1e9) * 1e3
+
+
+def flop_floor_ms(flops: float, gflops: float) -> float:
+    """The time ``flops`` take at ``gflops`` GFLOP/s, in ms."""
+    return flops / (gflops * 1e9) * 1e3
+
+
+def floor_ms(flops: float, gflops: float, nbytes: float | None = None, bandwidth_gbs: float | None = None
+             ) -> tuple[float, str]:
+    """The binding floor: (the larger of the FLOP floor and the memory floor in ms, "compute" or
+    "memory"); the FLOP floor alone when no bytes are given."""
+    compute = flop_floor_ms(flops, gflops)
+    if nbytes is None or not bandwidth_gbs:
+        return compute, "compute"
+    memory = memory_floor_ms(nbytes, bandwidth_gbs)
+    return (memory, "memory") if memory > compute else (compute, "compute")
 
 
 def _linear_flops(x_shape, *args, out_shape=None, **kwargs) -> int:
@@ -78,12 +195,62 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def print_floor(flops: int, timings_ms: dict[str, float], dtype_name: str = "float32", device: str = "cpu") -> None:
-    """One block: FLOPs, GEMM rate, floor time, then each implementation's × floor."""
+def reset_peak_rss() -> bool:
+    """Start a new peak-resident-memory window for :func:`peak_rss_since_reset_mb` (Linux: writing 5
+    to /proc/self/clear_refs resets VmHWM). False where that cannot be done."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _status_kb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def rss_mb() -> float | None:
+    """The process's resident memory now, MB (Linux)."""
+    kb = _status_kb("VmRSS")
+    return None if kb is None else kb / 1024.0
+
+
+def peak_rss_since_reset_mb() -> float | None:
+    """The process's peak resident memory since the last :func:`reset_peak_rss`, MB (Linux)."""
+    kb = _status_kb("VmHWM")
+    return None if kb is None else kb / 1024.0
+
+
+def print_floor(flops: int, timings_ms: dict[str, float], dtype_name: str = "float32", device: str = "cpu", *,
+                nbytes: int | None = None, bandwidth_gbs: float | None = None) -> None:
+    """One block: FLOPs, GEMM rate, floor time, then each implementation's × floor. With ``nbytes``
+    (the weights a call reads, :func:`weight_bytes`) and the measured read bandwidth, the memory
+    floor is printed too and × floor is against the larger of the two (short inputs are bound by
+    reading the weights, long ones by the arithmetic)."""
     rate = gemm_gflops(dtype_name, device)
-    floor_ms = flops / (rate * 1e9) * 1e3
+    compute = flop_floor_ms(flops, rate)
     print(f"floor: {flops / 1e9:.2f} GFLOP at {rate:.0f} GFLOP/s ({dtype_name} GEMM measured now on "
-          f"{cpu_name() if device == 'cpu' else device}) = {floor_ms:.1f} ms")
+          f"{cpu_name() if device == 'cpu' else device}) = {compute:.1f} ms")
+    floor, kind = compute, None
+    if nbytes is not None and bandwidth_gbs:
+        memory = memory_floor_ms(nbytes, bandwidth_gbs)
+        floor, kind = floor_ms(flops, rate, nbytes, bandwidth_gbs)
+        print(f"memory floor: {nbytes / 1e6:.0f} MB of weights read at {bandwidth_gbs:.1f} GB/s (read bandwidth "
+              f"measured now, {_threads()} threads) = {memory:.1f} ms; the {kind} floor binds")
     for name, ms in timings_ms.items():
-        print(f"  {name:<24} {ms:8.1f} ms = {ms / floor_ms:5.2f}x floor")
+        suffix = f" ({kind} floor {floor:.1f} ms)" if kind else ""
+        print(f"  {name:<24} {ms:8.1f} ms = {ms / floor:5.2f}x floor{suffix}")
     print(f"peak resident memory of this process: {peak_rss_mb():.0f} MB")
+
+
+def _threads() -> int:
+    import torch
+    return torch.get_num_threads()

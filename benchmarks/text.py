@@ -1,6 +1,11 @@
 """`python main.py bench text-classification | token-classification | question-answering | fill-mask`:
 our BERT / DistilBERT tasks vs transformers, same checkpoint, same texts, one process.
 
+× floor is against the larger of two floors (benchmarks.floor): the FLOPs over the measured GEMM
+rate, and the bytes of weights a call reads (:func:`bytes_per_call`: every weight once, the input
+tokens' rows of the embedding tables) over the measured memory read bandwidth — a short sentence is
+bound by reading BERT-base's ~340 MB of encoder weights, not by its arithmetic.
+
 Ours: engine.load_task(...) (the tokenizers library directly, packed oneDNN linears, SDPA, the last
 layer and the MLM decoder only at the rows a head reads). Theirs: transformers' pipeline for the task
 (tokenizer + model + post-processing) — for question answering, which transformers 5 no longer has,
@@ -216,6 +221,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="question answering: words of context (default 400: two 384-token windows)")
 
 
+def bytes_per_call(model, tokens: int) -> int:
+    """The bytes of weights one forward pass over ``tokens`` tokens reads (benchmarks.floor's memory
+    floor): every weight once, except the embedding tables, of which it looks up ``tokens`` rows —
+    but the masked-LM decoder tied to the word embeddings reads all of them."""
+    from benchmarks.floor import weight_bytes
+    names = {n for n, _ in model.named_parameters()}
+    prefix = "bert.embeddings."
+    partial = {f"{prefix}{table}.weight": tokens
+               for table in ("word_embeddings", "position_embeddings", "token_type_embeddings")}
+    head = getattr(getattr(model, "cls", None), "predictions", None)
+    if head is not None and head.decoder is None:  # tied: the decoder reads the whole vocabulary
+        partial.pop(f"{prefix}word_embeddings.weight")
+    return weight_bytes(model, {k: v for k, v in partial.items() if k in names})
+
+
 def _same(ours, theirs, atol: float = 1e-4) -> bool:
     """The same JSON answer: equal structure and strings, numbers within ``atol``."""
     if isinstance(ours, dict) and isinstance(theirs, dict):
@@ -241,7 +261,7 @@ def _bench(task_name: str, args) -> int:
     import torch
     from transformers import AutoTokenizer, pipeline
 
-    from benchmarks.floor import count_flops, cpu_name, print_floor
+    from benchmarks.floor import count_flops, cpu_name, print_floor, read_bandwidth_gbs
     from engine import (FillMaskOptions, QuestionAnsweringOptions, TextClassificationOptions,
                         TokenClassificationOptions, load_task)
 
@@ -299,6 +319,7 @@ def _bench(task_name: str, args) -> int:
     print(f"input: {described}; CPU {cpu_name()} ({os.cpu_count()} cores); torch threads {torch.get_num_threads()}; "
           f"repeats {repeats} after 2 warm-ups (medians); {task.placement.describe()}")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    bandwidth = read_bandwidth_gbs(dev.type, clock=clock)  # before and after the runs: the floor takes the best
     times: dict[str, list[float]] = {"ours": [], "transformers": []}
     outs: dict[str, object] = {}
     for i in range(repeats + 2):
@@ -318,9 +339,11 @@ def _bench(task_name: str, args) -> int:
         print(f"    ours:         {json.dumps(_plain(outs['ours']))[:400]}")
         print(f"    transformers: {json.dumps(_plain(outs['transformers']))[:400]}")
     flops = sum(count_flops(lambda: task.forward([e], rows=rows)) for e in encodings)  # as run: one at a time
+    nbytes = sum(bytes_per_call(task.model, len(e.ids)) for e in encodings)
+    bandwidth = max(bandwidth, read_bandwidth_gbs(dev.type, clock=clock))
     dtype_name = str(task.placement.dtype).removeprefix("torch.")
     print_floor(flops, {f"ours {args.precision}": med["ours"], "transformers fp32": med["transformers"]},
-                dtype_name, dev.type)
+                dtype_name, dev.type, nbytes=nbytes, bandwidth_gbs=bandwidth)
     if random_weights:
         print("  (random weights: timings are representative, answers are not meaningful)")
     return 0 if same else 1

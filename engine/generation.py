@@ -80,13 +80,22 @@ class DecodeOutput:
 
 def process(settings: DecodeSettings, tokens: torch.Tensor, scores: torch.Tensor, prompt_len: int,
             sampling: bool) -> torch.Tensor:
-    """tokens (B, t) the sequences so far, scores (B, vocab) float32 -> processed scores (new tensor)."""
+    """tokens (B, t) the sequences so far, scores (B, vocab) float32 -> processed scores: a new tensor,
+    or ``scores`` itself when no processor changes anything (greedy without penalties); the input is
+    never modified."""
     s = settings
-    scores = scores.clone()
+    original = scores
+
+    def own() -> torch.Tensor:  # a copy before the first in-place change (none when no processor applies)
+        nonlocal scores
+        if scores is original:
+            scores = scores.clone()
+        return scores
+
     if s.repetition_penalty != 1.0:
         seen = torch.gather(scores, 1, tokens)
         seen = torch.where(seen < 0, seen * s.repetition_penalty, seen / s.repetition_penalty)
-        scores.scatter_(1, tokens, seen)
+        own().scatter_(1, tokens, seen)
     n = s.no_repeat_ngram_size
     if n > 0 and tokens.shape[1] + 1 >= n:
         for row in range(tokens.shape[0]):
@@ -94,18 +103,18 @@ def process(settings: DecodeSettings, tokens: torch.Tensor, scores: torch.Tensor
             prefix = tuple(seq[len(seq) - n + 1:]) if n > 1 else ()
             banned = {seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i:i + n - 1]) == prefix}
             if banned:
-                scores[row, list(banned)] = -float("inf")
+                own()[row, list(banned)] = -float("inf")
     eos = list(s.eos_token_ids)
     if eos and s.min_length > 0 and tokens.shape[1] < s.min_length:
-        scores[:, eos] = -float("inf")
+        own()[:, eos] = -float("inf")
     if eos and s.min_new_tokens > 0 and tokens.shape[1] - prompt_len < s.min_new_tokens:
-        scores[:, eos] = -float("inf")
+        own()[:, eos] = -float("inf")
     cur = tokens.shape[1]
     if s.forced_bos_token_id is not None and cur == 1:
-        scores[:] = -float("inf")
+        own()[:] = -float("inf")
         scores[:, s.forced_bos_token_id] = 0.0
     if s.forced_eos_token_id is not None and cur == prompt_len + s.max_new_tokens - 1:
-        scores[:] = -float("inf")
+        own()[:] = -float("inf")
         scores[:, s.forced_eos_token_id] = 0.0
     if sampling:
         keep = 2 if s.num_beams > 1 else 1
@@ -126,10 +135,15 @@ def process(settings: DecodeSettings, tokens: torch.Tensor, scores: torch.Tensor
     return scores
 
 
-def _top(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, tuple[int, ...], tuple[float, ...]]:
+def _top(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, list[int], list[float], list[float]]:
+    """logits (vocab,) -> (probabilities (vocab,), the ``k`` best ids, their probabilities, their
+    logits), best first; the last three as Python values (a transfer each from the device). The
+    ranking is taken on the logits (the same order as the probabilities, without the ties of those
+    that round to 0). A softmax, not exp(logit - logsumexp): torch's plain exp slows down ~20x on
+    arguments under -87 (a peaked distribution's tail), its softmax kernel does not."""
     probs = logits.softmax(dim=-1)
-    p, i = torch.topk(probs, min(k, probs.shape[-1]))
-    return probs, tuple(i.tolist()), tuple(float(x) for x in p.tolist())
+    vals, ids = torch.topk(logits, min(k, logits.shape[-1]))
+    return probs, ids.tolist(), probs[ids].tolist(), vals.tolist()
 
 
 # ----------------------------------------------------------------------------- greedy and sampling
@@ -172,30 +186,38 @@ def _sample(step: Step, prompt: list[int], settings: DecodeSettings, device, can
             gen.manual_seed(int(settings.seed))
         else:
             gen.seed()
-    tokens = torch.tensor([prompt], dtype=torch.long, device=device)
-    new = tokens
+    n = len(prompt)
+    buffer = torch.empty(1, n + settings.max_new_tokens, dtype=torch.long, device=device)  # the sequence so far
+    buffer[0, :n] = torch.tensor(prompt, dtype=torch.long)
+    new = buffer[:, :n]
     eos = set(settings.eos_token_ids)
     steps: list[StepInfo] = []
     out: list[int] = []
     finished = False
+    k = max(0, settings.top_candidates)
     for i in range(settings.max_new_tokens):
         check(cancel)
         logits = step(new).float()  # (1, vocab)
+        tokens = buffer[:, : n + i]
         scores = process(settings, tokens, logits, len(prompt), settings.do_sample)
+        probs, ids, vals, raw = _top(logits[0], max(k, 2))
         if settings.do_sample:
-            probs = scores.softmax(dim=-1)
-            if probs.device.type != "cpu":
-                probs = probs.cpu()
-            nxt = int(torch.multinomial(probs, 1, generator=gen)[0, 0])
+            weights = scores.softmax(dim=-1)
+            if weights.device.type != "cpu":
+                weights = weights.cpu()
+            nxt = int(torch.multinomial(weights, 1, generator=gen)[0, 0])
+        elif scores is logits and len(raw) > 1 and raw[0] > raw[1]:
+            nxt = ids[0]  # the unique best raw logit: argmax's answer, without another pass
         else:
             nxt = int(scores.argmax(dim=-1)[0])
-        raw, top_ids, top_probs = _top(logits[0], settings.top_candidates)
-        info = StepInfo(i, nxt, float(raw[nxt]), top_ids, top_probs)
+        top_ids, top_probs = tuple(ids[:k]), tuple(vals[:k])
+        prob = top_probs[top_ids.index(nxt)] if nxt in top_ids else float(probs[nxt])
+        info = StepInfo(i, nxt, prob, top_ids, top_probs)
         steps.append(info)
         out.append(nxt)
         yield info
-        new = torch.tensor([[nxt]], dtype=torch.long, device=device)
-        tokens = torch.cat([tokens, new], dim=1)
+        buffer[0, n + i] = nxt
+        new = buffer[:, n + i: n + i + 1]
         if nxt in eos:
             finished = True
             break
@@ -280,9 +302,12 @@ def _beam(step: Step, prompt: list[int], s: DecodeSettings, reorder: Callable, d
         done_seqs, done_scores, done_lens, done_flags = m_seqs[best], m_scores[best], m_lens[best], m_flags[best]
         reorder(parents)
         cur += 1
-        raw, top_ids, top_probs = _top(logits[int(parents[0])], s.top_candidates)
+        row = logits[int(parents[0])]
+        k = max(0, s.top_candidates)
+        probs, ids, vals, _ = _top(row, max(1, k))
+        top_ids, top_probs = tuple(ids[:k]), tuple(vals[:k])
         leader = int(running[0, cur - 1])
-        steps.append(StepInfo(cur - 1 - prompt_len, leader, float(raw[leader]), top_ids, top_probs,
+        steps.append(StepInfo(cur - 1 - prompt_len, leader, float(probs[leader]), top_ids, top_probs,
                               tuple((tuple(running[b, prompt_len:cur].tolist()), float(running_scores[b]))
                                     for b in range(beams))))
         yield steps[-1]

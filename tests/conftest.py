@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.fixtures_mask2former",
     "tests.fixtures_bert",
     "tests.fixtures_gpt2",
+    "tests.fixtures_t5",
     "tests.fixtures_media",
     "tests.fixtures_gui",
     "tests.fixtures_pulse",

@@ -206,3 +206,26 @@ def test_summarization_cli(capsys, summarizer):
     assert out["output_ids"][0] == 2 and isinstance(out["summary_text"], str)
     assert cli.main(["text", "summarization", "", "--model", str(folder), "--device", "cpu"]) == 2
     assert "empty" in capsys.readouterr().err
+
+
+def test_cross_attention_internals(summarizer):
+    """The final result's cross-attention (one teacher-forced decoder pass over the output ids) is
+    transformers' ``output_attentions`` cross-attention on the same ids, averaged over heads."""
+    from transformers import BartForConditionalGeneration, BartTokenizer
+
+    from engine import SummarizationOptions, load_task
+    folder, _ = summarizer
+    task = load_task("summarization", str(folder), device="cpu")
+    eager = BartForConditionalGeneration.from_pretrained(folder, attn_implementation="eager").eval()
+    tok = BartTokenizer.from_pretrained(folder)
+    for opts in (SummarizationOptions(internals=True), SummarizationOptions(num_beams=1, max_length=12, internals=True)):
+        result = task(ARTICLE, opts)
+        src, out = torch.tensor([result.input_ids.tolist()]), torch.tensor([result.output_ids.tolist()])
+        with torch.no_grad():
+            ref = eager(input_ids=src, decoder_input_ids=out[:, :-1], output_attentions=True).cross_attentions
+        want = torch.stack([a[0].mean(dim=0) for a in ref]).numpy()
+        got = result.internals.cross_attention
+        assert got.shape == (TINY["decoder_layers"], len(out[0]) - 1, len(src[0])) == want.shape
+        assert abs(got - want).max() < 1e-5
+        assert result.internals.prompt_tokens == tuple(tok.convert_ids_to_tokens(result.input_ids.tolist()))
+    assert task(ARTICLE).internals is None

@@ -266,6 +266,14 @@ class Bart(nn.Module):
                 attention_mask: torch.Tensor | None = None) -> BartOutput:
         return self.decode(decoder_input_ids, self.encode(input_ids, attention_mask), encoder_mask=attention_mask)
 
+    def cross_attention(self, input_ids: torch.Tensor, output_ids: torch.Tensor) -> torch.Tensor:
+        """One teacher-forced decoder pass over a finished output (1, N + 1) (decoder start first):
+        the cross-attention of the step that chose each of its N tokens onto the S source tokens,
+        averaged over heads -> (layers, N, S) float32."""
+        with torch.inference_mode():
+            out = self.decode(output_ids[:, :-1], self.encode(input_ids), want_cross=True)
+        return torch.stack([w[0].mean(dim=0) for w in out.cross_attentions])
+
 
 # ----------------------------------------------------------------------------- loading
 

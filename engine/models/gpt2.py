@@ -11,7 +11,8 @@ next one, as in the seed's walk-through ("How 🤗 Transformers solve tasks", GP
 
 Generation (engine/generation.py) calls the model once on the prompt and then once per new token;
 the keys and values every layer computed for earlier tokens are kept in a :class:`KVCache`, so a
-step computes one token's row only.
+step computes one token's row only. Such a step reads every weight once for a row or a few (beam
+search): on the CPU its matrices are laid out for that (:func:`decode_layout`, :func:`linear`).
 
 Checkpoint layouts read (:func:`remap`): the hub's openai-community/gpt2 and distilbert/distilgpt2
 (keys without the ``transformer.`` prefix, the legacy ``attn.bias`` causal-mask and
@@ -96,28 +97,71 @@ def _token(value) -> int | None:
 
 
 class KVCache:
-    """Every layer's keys and values for the tokens read so far: per layer (B, heads, T, head_dim)."""
+    """Every layer's keys and values for the tokens read so far, in ONE preallocated tensor
+    (B, n_layer, 2, heads, capacity, head_dim) written in place: a decoding step copies its new row in
+    (no torch.cat, no per-step allocation) and attention reads the filled part as a view. The capacity
+    grows by doubling (a copy of the filled part) when a call needs more. Beam search's
+    :meth:`reorder` copies only the filled part of the rows that change (in place through a second
+    buffer of the same shape when few do, else all of them into it, then the two swap), so it
+    allocates nothing either after its first call."""
 
-    def __init__(self, n_layer: int) -> None:
-        self.keys: list[torch.Tensor | None] = [None] * n_layer
-        self.values: list[torch.Tensor | None] = [None] * n_layer
+    def __init__(self, n_layer: int, heads: int, head_dim: int, max_length: int | None = None) -> None:
+        self.n_layer, self.heads, self.head_dim, self.max_length = n_layer, heads, head_dim, max_length
+        self.data: torch.Tensor | None = None  # (B, n_layer, 2, heads, capacity, head_dim)
+        self._spare: torch.Tensor | None = None  # reorder's target, same shape
+        self.length = 0
 
     @property
-    def length(self) -> int:
-        return 0 if self.keys[0] is None else int(self.keys[0].shape[2])
+    def capacity(self) -> int:
+        return 0 if self.data is None else int(self.data.shape[4])
 
-    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.keys[layer] is not None:
-            k = torch.cat([self.keys[layer], k], dim=2)
-            v = torch.cat([self.values[layer], v], dim=2)
-        self.keys[layer], self.values[layer] = k, v
-        return k, v
+    def reserve(self, like: torch.Tensor, batch: int, needed: int) -> None:
+        """Room for ``needed`` tokens of ``batch`` rows (dtype / device of ``like``), the filled part kept."""
+        if self.data is not None and self.length and batch != self.data.shape[0]:
+            raise InputError(f"This KV cache holds {self.data.shape[0]} sequences; the step gave {batch}.")
+        if self.data is not None and needed <= self.capacity and batch == self.data.shape[0]:
+            return
+        cap = max(needed, 2 * self.capacity, 64)
+        cap = -(-cap // 64) * 64  # a multiple of 64
+        if self.max_length:
+            cap = max(needed, min(cap, self.max_length))
+        data = like.new_empty(batch, self.n_layer, 2, self.heads, cap, self.head_dim)
+        if self.data is not None and self.length:
+            data[..., : self.length, :] = self.data[..., : self.length, :]
+        self.data, self._spare = data, None
 
+    def write(self, layer: int, kv: torch.Tensor, past: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """kv (2, B, heads, T, head_dim): the new tokens' keys and values, stored after ``past`` ->
+        this layer's keys and values so far, views (B, heads, past + T, head_dim)."""
+        end = past + kv.shape[3]
+        slot = self.data[:, layer]  # (B, 2, heads, capacity, head_dim)
+        slot[:, :, :, past:end].copy_(kv.transpose(0, 1))
+        return slot[:, 0, :, :end], slot[:, 1, :, :end]
+
+    @torch.inference_mode()
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep batch rows ``rows`` (B',) (beam search: each new beam's parent)."""
-        for i, (k, v) in enumerate(zip(self.keys, self.values)):
-            if k is not None:
-                self.keys[i], self.values[i] = k.index_select(0, rows), v.index_select(0, rows)
+        if self.data is None:
+            return
+        if rows.shape[0] != self.data.shape[0]:
+            self.data, self._spare = self.data.index_select(0, rows), None
+            return
+        n = self.length
+        moved = [(i, row) for i, row in enumerate(rows.tolist()) if row != i]
+        if not moved:  # every beam continues its own sequence
+            return
+        if self._spare is None:
+            self._spare = torch.empty_like(self.data)
+        if 2 * len(moved) < len(rows):  # few rows change: stash their sources, then copy them in place
+            sources = sorted({row for _, row in moved})
+            for j, row in enumerate(sources):
+                self._spare[j, ..., :n, :].copy_(self.data[row, ..., :n, :])
+            for i, row in moved:
+                self.data[i, ..., :n, :].copy_(self._spare[sources.index(row), ..., :n, :])
+            return
+        for i, row in enumerate(rows.tolist()):  # the filled part of each row, into the other buffer
+            self._spare[i, ..., :n, :].copy_(self.data[row, ..., :n, :])
+        self.data, self._spare = self._spare, self.data
 
 
 @dataclass
@@ -141,11 +185,14 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int, past: int,
                 want_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (B, T, D) after ``past`` cached tokens -> (B, T, D); the new keys / values appended to ``cache``."""
+        """x (B, T, D) after ``past`` cached tokens -> (B, T, D); the new keys / values written into ``cache``."""
         b, t, d = x.shape
-        q, k, v = self.c_attn(x).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3 x (B, h, T, hd)
+        qkv = linear(self.c_attn, x).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, h, T, hd)
+        q = qkv[0]
         if cache is not None:
-            k, v = cache.append(layer, k, v)
+            k, v = cache.write(layer, qkv[1:], past)  # (B, h, past + T, hd) each, views of the cache
+        else:
+            k, v = qkv[1], qkv[2]
         total = k.shape[2]
         mask = None
         causal = False
@@ -160,7 +207,7 @@ class Attention(nn.Module):
             scores = (q.float() @ k.float().transpose(-2, -1)) * self.scale  # (B, h, T, total)
             allowed = torch.ones(t, total, dtype=torch.bool, device=x.device).tril(diagonal=past)
             weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
-        return self.c_proj(out.transpose(1, 2).reshape(b, t, d)), weights
+        return linear(self.c_proj, out.transpose(1, 2).reshape(b, t, d)), weights  # (B, T, D)
 
 
 class MLP(nn.Module):
@@ -171,9 +218,9 @@ class MLP(nn.Module):
         self.act = config.activation_function
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.c_fc(x)
+        h = linear(self.c_fc, x)
         h = F.relu(h) if self.act == "relu" else F.gelu(h, approximate=ACTIVATIONS[self.act])
-        return self.c_proj(h)
+        return linear(self.c_proj, h)
 
 
 class Block(nn.Module):
@@ -204,8 +251,10 @@ class GPT2(nn.Module):
         self.lm_head = None if config.tie_word_embeddings else nn.Linear(config.n_embd, config.vocab_size, bias=False)
 
     def new_cache(self) -> KVCache:
-        return KVCache(self.config.n_layer)
+        c = self.config
+        return KVCache(c.n_layer, c.n_head, c.head_dim, c.n_positions)
 
+    @torch.inference_mode()  # the cache is written in place: its tensors are inference tensors
     def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None, last_only: bool = False,
                 want_attention: bool = False) -> GPT2Output:
         """input_ids (B, T) (the tokens after those already in ``cache``) -> GPT2Output; the cache is
@@ -217,6 +266,8 @@ class GPT2(nn.Module):
         if past + t > self.config.n_positions:
             raise InputError(f"The text is {past + t} tokens long; this model reads at most "
                              f"{self.config.n_positions}.")
+        if cache is not None:
+            cache.reserve(self.wpe.weight, input_ids.shape[0], past + t)
         x = self.wte(input_ids) + self.wpe.weight[past: past + t]  # (B, T, D)
         attentions = []
         for block in self.h:
@@ -224,9 +275,11 @@ class GPT2(nn.Module):
             attentions.append(w)
         if last_only:
             x = x[:, -1:]
+        if cache is not None:
+            cache.length = past + t
         x = self.ln_f(x)
-        weight = self.wte.weight if self.lm_head is None else self.lm_head.weight
-        logits = F.linear(x, weight)  # (B, T, vocab)
+        head = self.wte if self.lm_head is None else self.lm_head  # tied: the token embeddings
+        logits = linear(head, x)  # (B, T, vocab)
         return GPT2Output(logits.float(), cache, tuple(attentions) if want_attention else None)
 
 
@@ -268,7 +321,87 @@ def from_checkpoint(folder: Path, placement: Placement) -> GPT2:
     model = build(config, load_weights(folder))
     log.info("gpt2: %d layers, width %d, %d heads, vocabulary %d", config.n_layer, config.n_embd,
              config.n_head, config.vocab_size)
-    return place(model, placement)
+    model = place(model, placement)
+    decode_layout(model, rows=1)
+    return model
+
+
+# ----------------------------------------------------------------------------- decoding speed (CPU)
+#
+# A decoding step at batch 1 multiplies a few rows (1 for greedy and sampling, num_beams for beam
+# search) by every matrix once: it reads the weights from memory and does little arithmetic, so its
+# floor is the memory's read bandwidth (benchmarks/floor.py). How near MKL's kernels come to it
+# depends on the matrix layout and on how the product is asked for (measured on an AMD EPYC Zen 3,
+# 1 and 2 threads, GPT-2 small's matrices; benchmarks/text_generation.py):
+#
+# * one row: the matrix-vector product reads an (in, out) row-major matrix (OpenAI's Conv1D layout,
+#   the transposed view of our (out, in) weight) at about the bandwidth, and the (out, in) layout
+#   ~1.4x slower — except the wide-input MLP c_proj (3072 -> 768), where (out, in) is the faster;
+# * 2..SMALL_ROWS rows: ``W @ x^T`` on the (out, in) layout (MKL's small-M kernel) is ~1.5x faster
+#   than ``x @ W^T`` on either layout.
+#
+# So the matrices are laid out for the rows a step multiplies (decode_layout, called by stepper()
+# once it knows the batch; a switch between greedy and beam search copies each matrix once) and
+# :func:`linear` asks for the product the fast way. The values never change, only the order in
+# which the sums are rounded (~1e-6 relative). Matrices under LAYOUT_MIN_BYTES stay as loaded and
+# take F.linear: they stay in the caches, so their layout does not change what a step reads.
+
+#: matrices smaller than this are left alone (they sit in the caches after the first step)
+LAYOUT_MIN_BYTES = 2 ** 20
+#: the most rows a step multiplies for which ``W @ x^T`` is used (beam search's num_beams)
+SMALL_ROWS = 8
+
+
+def _tunable(weight: torch.Tensor | None, min_bytes: int | None = None) -> bool:
+    min_bytes = LAYOUT_MIN_BYTES if min_bytes is None else min_bytes
+    return (weight is not None and weight.dim() == 2 and weight.device.type == "cpu"
+            and weight.dtype == torch.float32 and weight.numel() * weight.element_size() >= min_bytes)
+
+
+def linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """x (..., in) -> (..., out) = x W^T + b for an nn.Linear, or an nn.Embedding used as the tied LM
+    head (no bias): F.linear, except for 2..SMALL_ROWS rows on a large (out, in) row-major CPU matrix,
+    computed as ``b + W x^T`` (see above)."""
+    weight = layer.weight
+    bias = getattr(layer, "bias", None)
+    rows = x.numel() // x.shape[-1]
+    if 1 < rows <= SMALL_ROWS and weight.stride(1) == 1 and _tunable(weight):
+        x2 = x.reshape(rows, x.shape[-1]).contiguous()  # (rows, in) row-major: MKL's slow kernel otherwise
+        if bias is None:
+            y = torch.mm(weight, x2.t())  # (out, rows)
+        else:
+            y = torch.addmm(bias.unsqueeze(1), weight, x2.t())  # (out, rows)
+        return y.t().contiguous().view(*x.shape[:-1], weight.shape[0])  # (..., out), row-major for what follows
+    return F.linear(x, weight, bias)
+
+
+def decode_layout(model: GPT2, rows: int = 1, min_bytes: int | None = None) -> int:
+    """Lay out ``model``'s large float32 CPU matrices (linear layers; the token embeddings, which are
+    the LM head) for decoding steps of ``rows`` rows: one row — (in, out) memory (column-major
+    (out, in) tensors) where in <= out, (out, in) row-major where in > out; several rows — all
+    (out, in) row-major. The same tensors, values and names; the embedding lookup reads the same
+    rows. Only matrices of at least ``min_bytes`` (default LAYOUT_MIN_BYTES). Returns how many were
+    copied (0 when they were laid out so already, off the CPU or in reduced precision, where this was
+    not measured)."""
+    copied = 0
+    for module in model.modules():
+        if not isinstance(module, (nn.Linear, nn.Embedding)) or module is model.wpe:  # positions: a row a step
+            continue
+        weight = module.weight
+        if not _tunable(weight, min_bytes):
+            continue
+        out_features, in_features = weight.shape
+        column = rows == 1 and in_features <= out_features
+        with torch.inference_mode(False):  # plain tensors, whichever mode the caller is in
+            if column and weight.stride(0) != 1:
+                weight.data = weight.data.t().contiguous().t()  # (out, in) values, (in, out) memory
+                copied += 1
+            elif not column and weight.stride(1) != 1:
+                weight.data = weight.data.contiguous()
+                copied += 1
+    if copied:
+        log.debug("gpt2: %d matrices laid out for %d-row decoding steps", copied, rows)
+    return copied
 
 
 def stepper(model: GPT2):
@@ -277,6 +410,8 @@ def stepper(model: GPT2):
     cache = model.new_cache()
 
     def step(new: torch.Tensor) -> torch.Tensor:
+        if cache.length == 0:  # the prompt: the steps after it multiply new.shape[0] rows
+            decode_layout(model, rows=new.shape[0])
         with torch.inference_mode():
             return model(new, cache, last_only=True).logits[:, -1]
 

@@ -23,6 +23,7 @@ TASK_MODULES: tuple[str, ...] = (
     "engine.tasks.sentence_similarity",
     "engine.tasks.text_generation",
     "engine.tasks.summarization",
+    "engine.tasks.translation",
 )
 
 

@@ -22,7 +22,7 @@ __all__ = [
     "QuestionAnsweringResult", "FillMaskOptions", "FillMaskCandidate", "FillMaskInternals", "FillMaskResult",
     "SentenceSimilarityOptions", "SentenceSimilarityInternals", "SentenceSimilarityResult",
     "TextGenerationOptions", "GenerationStep", "TextGenerationInternals", "TextGenerationResult",
-    "SummarizationOptions", "SummarizationResult",
+    "SummarizationOptions", "SummarizationResult", "TranslationOptions", "TranslationResult",
 ]
 
 
@@ -433,7 +433,14 @@ class GenerationStep:
 @dataclass(frozen=True)
 class TextGenerationInternals:
     steps: tuple[GenerationStep, ...]  # one per step (beam search: the best live beam's token)
-    prompt_tokens: tuple[str, ...]  # the prompt as the model read it
+    prompt_tokens: tuple[str, ...]  # the prompt (encoder-decoders: the source) as the model read it
+    #: encoder-decoders (BART, T5), final results only: (layers, N, S) float32, the decoder's
+    #: cross-attention averaged over heads, from each of the N tokens of the final output after the
+    #: decoder start (row i: output_ids[i + 1], the step that chose it, whose decoder input was
+    #: output_ids[i]) onto the S source tokens (``prompt_tokens``); each row sums to 1. Computed once
+    #: at the end by one teacher-forced decoder pass over the final output ids (exact for beam search
+    #: too). None for GPT-2 and for partial results.
+    cross_attention: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -464,9 +471,29 @@ class TextGenerationResult:
 
 # ------------------------------------------------------------------------------ summarization
 
+def _check_seq2seq(self) -> None:
+    """The checks SummarizationOptions and TranslationOptions share."""
+    if self.max_length is not None:
+        _check_count(self.max_length, "max-length", 2, MAX_NEW_TOKENS)
+    if self.min_length is not None:
+        _check_count(self.min_length, "min-length", 0, MAX_NEW_TOKENS)
+    if self.max_length is not None and self.min_length is not None and self.min_length > self.max_length:
+        raise _input_error(f"min-length ({self.min_length}) is more than max-length ({self.max_length}).")
+    if self.num_beams is not None:
+        _check_count(self.num_beams, "num-beams", 1, MAX_BEAMS)
+    if self.length_penalty is not None:
+        _check_number(self.length_penalty, "length-penalty", -10.0, 10.0)
+    if self.no_repeat_ngram_size is not None:
+        _check_count(self.no_repeat_ngram_size, "no-repeat-ngram-size", 0, 64)
+    if self.early_stopping not in (None, True, False, "never"):
+        raise _input_error(f"early-stopping must be True, False or 'never', got {self.early_stopping!r}.")
+    _check_flag(self.internals, "internals")
+
+
 @dataclass(frozen=True)
 class SummarizationOptions:
-    """Beam-search settings; None: the checkpoint's own (generation_config.json, else config.json)."""
+    """Beam-search settings; None: the checkpoint's own (generation_config.json, else config.json;
+    T5: its task_specific_params["summarization"] over them, as transformers' pipeline)."""
 
     max_length: int | None = None  # of the summary in tokens, the decoder start included (as generate's)
     min_length: int | None = None
@@ -474,24 +501,10 @@ class SummarizationOptions:
     length_penalty: float | None = None
     no_repeat_ngram_size: int | None = None
     early_stopping: bool | str | None = None
-    internals: bool = False  # every step's candidates and the beams
+    internals: bool = False  # every step's candidates and the beams; the final result's cross-attention
 
     def check(self) -> None:
-        if self.max_length is not None:
-            _check_count(self.max_length, "max-length", 2, MAX_NEW_TOKENS)
-        if self.min_length is not None:
-            _check_count(self.min_length, "min-length", 0, MAX_NEW_TOKENS)
-        if self.max_length is not None and self.min_length is not None and self.min_length > self.max_length:
-            raise _input_error(f"min-length ({self.min_length}) is more than max-length ({self.max_length}).")
-        if self.num_beams is not None:
-            _check_count(self.num_beams, "num-beams", 1, MAX_BEAMS)
-        if self.length_penalty is not None:
-            _check_number(self.length_penalty, "length-penalty", -10.0, 10.0)
-        if self.no_repeat_ngram_size is not None:
-            _check_count(self.no_repeat_ngram_size, "no-repeat-ngram-size", 0, 64)
-        if self.early_stopping not in (None, True, False, "never"):
-            raise _input_error(f"early-stopping must be True, False or 'never', got {self.early_stopping!r}.")
-        _check_flag(self.internals, "internals")
+        _check_seq2seq(self)
 
 
 @dataclass(frozen=True)
@@ -507,5 +520,58 @@ class SummarizationResult:
     timings: Timings = Timings()
     internals: TextGenerationInternals | None = None
 
+    @property
+    def text(self) -> str:
+        """The output text (what the app shows and copies)."""
+        return self.summary_text
+
     def to_json(self) -> dict:
         return {"output_ids": [int(i) for i in self.output_ids], "summary_text": self.summary_text}
+
+
+# ------------------------------------------------------------------------------ translation
+
+@dataclass(frozen=True)
+class TranslationOptions:
+    """The target language and beam-search settings; None: the checkpoint's own (its
+    task_specific_params["translation_en_to_<target>"] over generation_config.json, as transformers'
+    translation pipeline)."""
+
+    target: str | None = None  # "de", "fr", "ro" (t5-small's); None: the checkpoint's first
+    max_length: int | None = None  # of the translation in tokens, the decoder start included
+    min_length: int | None = None
+    num_beams: int | None = None
+    length_penalty: float | None = None
+    no_repeat_ngram_size: int | None = None
+    early_stopping: bool | str | None = None
+    internals: bool = False  # every step's candidates and the beams; the final result's cross-attention
+
+    def check(self) -> None:
+        if self.target is not None and (not isinstance(self.target, str) or not self.target
+                                        or len(self.target) > 16 or not self.target.replace("_", "").isalnum()):
+            raise _input_error(f"target must be a language code such as de, fr or ro, got {self.target!r}.")
+        _check_seq2seq(self)
+
+
+@dataclass(frozen=True)
+class TranslationResult:
+    translation_text: str
+    output_ids: np.ndarray  # (N,) int64 as generate returns them: the decoder start token first
+    input_ids: np.ndarray  # (S,) int64 the source as the encoder read it (the task prefix included)
+    truncated: bool  # the source was cut at the model's max length
+    stopped_by: str  # "eos" | "length" | "" (a partial result)
+    step: int = 0  # decoding steps done
+    max_steps: int = 0  # at most this many (max_length - 1)
+    done: bool = True
+    timings: Timings = Timings()
+    internals: TextGenerationInternals | None = None
+    target: str = ""  # the language code translated into ("de")
+    target_name: str = ""  # its name as the prefix says it ("German")
+
+    @property
+    def text(self) -> str:
+        """The output text (what the app shows and copies)."""
+        return self.translation_text
+
+    def to_json(self) -> dict:
+        return {"output_ids": [int(i) for i in self.output_ids], "translation_text": self.translation_text}
