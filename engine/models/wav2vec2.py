@@ -28,7 +28,8 @@ from torch import nn
 
 from ..errors import CheckpointError
 from .common import MultiHeadAttention, drop_legacy_buffers, load_strict, require
-from .optimize import FastPlan, cast_at_boundaries, fold_weight_norm, linear_add, linear_gelu, module_dtype, pack_linears
+from .optimize import (FastPlan, cast_at_boundaries, fold_weight_norm, linear_add, linear_gelu, module_dtype,
+                       pack_linears, row_bucket)
 
 log = logging.getLogger(__name__)
 
@@ -235,15 +236,16 @@ class PositionalConvEmbedding(nn.Module):
         super().__init__()
         k = c.num_conv_pos_embeddings
         self.conv = nn.Conv1d(c.hidden_size, c.hidden_size, k, padding=k // 2, groups=c.num_conv_pos_embedding_groups)
-        self.remove = 1 if k % 2 == 0 else 0  # an even kernel yields one extra frame: drop it
         self.act = ACTIVATIONS[c.feat_extract_activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (B, T, D) positional embedding"""
-        y = self.conv(x.transpose(1, 2))  # (B, D, T + remove)
-        if self.remove:
-            y = y[:, :, :-self.remove]  # (B, D, T)
-        return self.act(y).transpose(1, 2)  # (B, T, D)
+        t = x.shape[1]
+        bucket = row_bucket(t)
+        if bucket != t:  # zero frames after the end: the same as the conv's own zero padding there
+            x = F.pad(x, (0, 0, 0, bucket - t))  # (B, T', D): one oneDNN primitive per bucket, not per length
+        y = self.conv(x.transpose(1, 2))  # (B, D, T' + remove)
+        return self.act(y[:, :, :t]).transpose(1, 2)  # (B, T, D): the extra frame (even kernel) dropped too
 
 
 class FeedForward(nn.Module):
