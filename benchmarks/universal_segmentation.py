@@ -1,11 +1,13 @@
 """`python main.py bench universal-segmentation`: our Mask2Former vs transformers', same checkpoint, same
 frame, one process.
 
-Ours: engine.load_task("universal-segmentation") (Pillow-exact resize, Swin + pixel decoder with the
-deformable attention in one grid_sample, masked attention through SDPA, the panoptic post-processing
-vectorised over queries). Theirs: Mask2FormerImageProcessorPil + Mask2FormerForUniversalSegmentation +
-post_process_panoptic_segmentation(target_sizes=[(480, 640)]). Interleaved; medians over ``--repeats``
-after 2 warm-ups; the segment maps and segment lists compared. Without ``--model``:
+Ours: engine.load_task("universal-segmentation") (Pillow-exact resize; Swin with its windows gathered
+by one index each way and the linear layers packed and fused; the pixel decoder's deformable attention
+as one weighted gather; masked attention through SDPA, its regions from only the pixels the resize
+reads; the panoptic post-processing a few queries at a time). Theirs: Mask2FormerImageProcessorPil +
+Mask2FormerForUniversalSegmentation + post_process_panoptic_segmentation(target_sizes=[(480, 640)]).
+Interleaved; medians over ``--repeats`` after 2 warm-ups; the segment maps and segment lists compared,
+and where pixels differ, why (explain_differences). Without ``--model``:
 facebook/mask2former-swin-tiny-coco-panoptic when downloaded, else a random-weight checkpoint of its
 shape (Swin-T, 100 queries, 133 classes, short side 384) built locally (timings representative,
 segments meaningless).
@@ -82,6 +84,31 @@ def build_random_checkpoint(folder: Path = RANDOM_DIR) -> Path:
     return folder
 
 
+def explain_differences(theirs_logits, differ, size, opts, their_map) -> str:
+    """Why segment maps differ: our post-processing run on transformers' own outputs (equal or not),
+    and at the differing pixels, how close the two best queries' scores are in transformers'
+    computation (a tie within float rounding moves with any change of summation order: transformers
+    itself, at 1 and 2 threads, moves a few such pixels)."""
+    import numpy as np
+    import torch
+
+    from engine.tasks.universal_segmentation import panoptic, scaled_masks
+    cls, masks = theirs_logits
+    own_map, _ = panoptic(cls, masks, size, opts)
+    scores, labels = cls.float().softmax(-1).max(-1)
+    keep = labels.ne(cls.shape[-1] - 1) & (scores > opts.threshold)
+    at = torch.from_numpy(np.flatnonzero(differ))
+    values = torch.cat([p.flatten(1)[:, at] for _, p in scaled_masks(masks, torch.nonzero(keep).flatten(),
+                                                                     scores[keep], size)])  # (K, n)
+    margin = 0.0
+    if values.shape[0] >= 2:
+        top2 = values.topk(2, dim=0).values  # (2, n)
+        margin = float(((top2[0] - top2[1]) / top2[0].clamp(min=1e-30)).max())
+    same = "identical" if np.array_equal(own_map, their_map) else "NOT identical"
+    return (f"(our post-processing on transformers' outputs: {same}; the {int(differ.sum())} pixels are where "
+            f"transformers' two best queries tie within {margin:.1e} relative: float rounding of the two models)")
+
+
 def run(args) -> int:
     import numpy as np
     import torch
@@ -115,14 +142,15 @@ def run(args) -> int:
         def hf():
             with torch.inference_mode():
                 inputs = processor(images=image, return_tensors="pt").to(dev)
-                r = processor.post_process_panoptic_segmentation(model(**inputs), threshold=args.threshold,
-                                                                 target_sizes=[(h, w)])[0]
+                out = model(**inputs)
+                r = processor.post_process_panoptic_segmentation(out, threshold=args.threshold, target_sizes=[(h, w)])[0]
                 seen, segs = set(), []
                 for s in r["segments_info"]:  # one entry per id, as ours
                     if s["id"] not in seen:
                         seen.add(s["id"])
                         segs.append((s["id"], s["label_id"], s["score"]))
                 outs["transformers"] = (r["segmentation"].cpu().numpy().astype(np.int32), segs)
+                outs["transformers logits"] = (out.class_queries_logits[0], out.masks_queries_logits[0])
         fns["transformers"] = hf
     med = interleaved(fns, repeats)
     print(f"[exact] {task.placement.describe()}")
@@ -135,6 +163,8 @@ def run(args) -> int:
             a[:2] == b[:2] and abs(a[2] - b[2]) < 1e-4 for a, b in zip(s1, s2))
         print(f"  speed-up transformers / ours: {med['transformers'] / med['ours']:.2f}x; {len(s1)} segments; "
               f"identical: {'yes' if differ == 0 and same_segments else f'NO ({differ} pixels differ)'}")
+        if differ:
+            print("  " + explain_differences(outs["transformers logits"], m1 != m2, (h, w), opts, m2))
     pixels, _ = task.processor([image], dev, task.placement.dtype)
     flops = count_flops(lambda: task.model(pixels))
     print_floor(flops, {"ours exact": med["ours"],

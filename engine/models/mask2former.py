@@ -15,10 +15,20 @@ object queries each predict a mask and a class (the seed's "Image segmentation" 
    layer, the last class "no object") and a *mask embedding* (an MLP) whose dot product with the
    per-pixel embeddings is its mask.
 
-The deformable attention is plain PyTorch: ONE ``grid_sample`` call samples every query, head,
-level and point (the three levels stacked, zero-padded to the largest one, with the sampling grid
-rescaled so each level's points land in its own region; zero padding outside is what
-``padding_mode="zeros"`` gives anyway).
+The deformable attention is plain PyTorch and has no loop over queries, heads, levels or points:
+the three levels' value maps sit in one table, each with a border of zeros, and every point's four
+bilinear taps are rows of it, so ONE weighted gather (``F.embedding_bag`` with per-sample weights:
+grid_sample's bilinear weights times the attention weight) samples and sums them all
+(:func:`sample_levels`); the points' coordinates are computed in grid_sample's own order of
+operations, so the weights round as transformers' do.
+
+Speed (batch 1, CPU; see benchmarks/universal_segmentation.py): at load the layers that read the
+same input are fused (the offsets with the attention weights, the queries' projections with the
+keys'), every linear layer is packed for oneDNN (optimize.PackedLinear) with the residual adds
+fused in, and the pixel decoder pads its tokens once to the rows the packed GEMMs run on
+(optimize.row_bucket). Each decoder layer's masked-attention region is computed from only the
+pixels its bilinear resize reads (:func:`region_pixels`: the same bits, 1/4 or 1/16 of the
+products); only the last layer's masks are made at full resolution.
 
 Module names follow the hub keys of ``facebook/mask2former-swin-tiny-coco-panoptic``
 (``model.pixel_level_module.encoder...``, ``model.pixel_level_module.decoder.encoder.layers.i.
@@ -41,7 +51,7 @@ from ..device import Placement
 from ..errors import CheckpointError, InputError
 from . import swin
 from .common import drop_legacy_buffers, load_strict, require
-from .optimize import place
+from .optimize import PackedLinear, can_pack, linear_add, make_linear, packing_is_exact, place, row_bucket
 
 log = logging.getLogger(__name__)
 
@@ -129,30 +139,131 @@ def _sine(h: int, w: int, num_feats: int, device, dtype) -> torch.Tensor:
     return pos.reshape(h * w, -1)
 
 
+@dataclass(frozen=True)
+class SamplingLayout:
+    """How the levels' value maps sit in one table for :func:`sample_levels`, for ``heads`` heads and
+    ``points`` points per level: each h x w map padded with zeros to (h + 3) x (w + 3) (one row and
+    column before, two after), the maps one after the other, ``rows`` positions in all, each a row of
+    the table per head (rows ordered (position, head)).
+
+    Per point, (K,) float32 over the (heads, L, P) order of the points (K = heads * L * P, so that
+    the elementwise steps run along rows of K, not along the 4 points): ``w`` and ``h`` of its
+    level's map, ``step`` the table rows from one map row to the next (padded width * heads),
+    ``origin`` the table row of the map's pixel (0, 0) for its head; ``corners`` (3, K) int32, the
+    rows from the top-left tap to the other three (right, below, below right)."""
+
+    shapes: tuple[tuple[int, int], ...]
+    heads: int
+    points: int
+    rows: int
+    starts: tuple[int, ...]
+    w: torch.Tensor
+    h: torch.Tensor
+    step: torch.Tensor
+    origin: torch.Tensor
+    corners: torch.Tensor
+
+
+_LAYOUTS: dict[tuple, SamplingLayout] = {}
+
+
+def sampling_layout(shapes, heads: int, points: int, device) -> SamplingLayout:
+    key = (tuple(shapes), heads, points, torch.device(device))
+    layout = _LAYOUTS.get(key)
+    if layout is None:
+        if len(_LAYOUTS) > 32:
+            _LAYOUTS.clear()
+        sizes = [(h + 3) * (w + 3) for h, w in shapes]
+        starts = tuple(sum(sizes[:i]) for i in range(len(shapes)))
+        n = len(shapes)
+
+        def per_point(v) -> torch.Tensor:  # per level -> (K,) in the points' (heads, L, P) order
+            return torch.tensor(v, dtype=torch.float32).view(1, n, 1).expand(heads, n, points).reshape(-1)
+
+        head = torch.arange(heads, dtype=torch.float32).view(heads, 1, 1).expand(heads, n, points).reshape(-1)
+        step = per_point([w + 3 for _, w in shapes]) * heads
+        origin = per_point([st + (w + 3) + 1 for st, (_, w) in zip(starts, shapes)]) * heads + head
+        corners = torch.stack((torch.full_like(step, heads), step, step + heads)).to(torch.int32)  # (3, K)
+        to = lambda t: t.to(device)
+        layout = _LAYOUTS[key] = SamplingLayout(
+            tuple(shapes), heads, points, sum(sizes), starts, to(per_point([w for _, w in shapes])),
+            to(per_point([h for h, _ in shapes])), to(step), to(origin), to(corners))
+    return layout
+
+
+def value_table(value: torch.Tensor, layout: SamplingLayout) -> torch.Tensor:
+    """value (B, S, heads, hd) over the levels' flattened maps -> (B * rows * heads, hd): each level's
+    map zero-padded as the layout says, rows ordered (batch, padded position, head)."""
+    b, _, heads, hd = value.shape
+    table = value.new_zeros(b, layout.rows, heads, hd)
+    start = 0
+    for (h, w), st in zip(layout.shapes, layout.starts):  # copies of whole (heads, hd) rows
+        table[:, st:st + (h + 3) * (w + 3)].view(b, h + 3, w + 3, heads, hd)[:, 1:h + 1, 1:w + 1] = \
+            value[:, start:start + h * w].view(b, h, w, heads, hd)
+        start += h * w
+    return table.view(-1, hd)
+
+
+def sample_levels(value: torch.Tensor, layout: SamplingLayout, x: torch.Tensor, y: torch.Tensor,
+                  weights: torch.Tensor) -> torch.Tensor:
+    """The bilinear sampling and weighted sum of multi-scale deformable attention as ONE weighted
+    gather (an embedding bag) over the 4 taps of every query, head, level and point.
+
+    value (B, S, heads, hd); x, y (B, Q, heads, L, P) (or (B, Q, K)) the points in each level's pixel
+    coordinates (pixel i's centre at i, as grid_sample with align_corners=False sees them); weights
+    the same shape -> (B, Q, heads*hd). Taps outside a map read its zero padding (grid_sample's
+    ``padding_mode="zeros"``): points are clamped to [-1, w] first, where both taps of a point
+    beyond the map are padding or have weight 0."""
+    b, _, heads, hd = value.shape
+    q = x.shape[1]
+    f32 = torch.float32
+    x, y = x.reshape(b, q, -1).to(f32), y.reshape(b, q, -1).to(f32)  # (B, Q, K)
+    k = x.shape[-1]
+    # (a NaN point, from NaN inputs, onto the padding: its weight keeps the NaN, its rows stay in the table)
+    x = torch.clamp(x.nan_to_num(-1.0), torch.full_like(layout.w, -1.0), layout.w)
+    y = torch.clamp(y.nan_to_num(-1.0), torch.full_like(layout.h, -1.0), layout.h)
+    x0, y0 = x.floor(), y.floor()
+    fx, fy = x - x0, y - y0  # the bilinear fractions
+    # the top-left tap's table row: y0 * step + x0 * heads + origin, exact in float32
+    top_left = torch.addcmul(layout.origin, y0, layout.step).add_(x0, alpha=heads).to(torch.int32)
+    index = torch.empty(b, q, k, 4, dtype=torch.int32, device=x.device)  # (B, Q, K, 4) the taps' rows
+    index[..., 0] = top_left
+    for i in range(3):
+        torch.add(top_left, layout.corners[i], out=index[..., i + 1])
+    if b > 1:
+        index += (torch.arange(b, dtype=torch.int32, device=x.device) * (layout.rows * heads)).view(b, 1, 1, 1)
+    a = weights.reshape(b, q, k).to(f32)
+    upper, lower = (1 - fy).mul_(a), fy.mul_(a)  # the attention weight of the taps' two rows
+    east = 1 - fx
+    taps = torch.empty(b, q, k, 4, dtype=f32, device=x.device)  # (B, Q, K, 4) grid_sample's weights, times a
+    for i, (row, col) in enumerate(((upper, east), (upper, fx), (lower, east), (lower, fx))):
+        torch.mul(row, col, out=taps[..., i])
+    per_bag = k // heads * 4  # (L * P * 4 taps for each query and head)
+    out = F.embedding_bag(index.view(-1, per_bag), value_table(value, layout), mode="sum",
+                          per_sample_weights=taps.view(-1, per_bag).to(value.dtype))  # (B*Q*heads, hd)
+    return out.view(b, q, heads * hd)
+
+
+def to_pixels(location: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """Locations in [0, 1] of a map's side -> its pixel coordinates (centre of pixel i at i), in float32
+    and in grid_sample's own order of operations (to [-1, 1], then ``(g + 1) * size / 2 - 0.5``, as
+    align_corners=False unnormalises), so that the bilinear fractions round as transformers' do."""
+    grid = location.to(torch.float32) * 2 - 1
+    return (grid + 1).mul_(size / 2).sub_(0.5)
+
+
 def deformable_attention(value: torch.Tensor, shapes: list[tuple[int, int]], locations: torch.Tensor,
                          weights: torch.Tensor) -> torch.Tensor:
-    """Multi-scale deformable attention, every query, head, level and point in one grid_sample.
+    """Multi-scale deformable attention, every query, head, level and point in one weighted gather.
 
     value (B, S, heads, hd) over the levels' flattened maps (S = sum h_l*w_l), shapes [(h_l, w_l)],
     locations (B, Q, heads, L, P, 2) as (x, y) in [0, 1] of each level, weights (B, Q, heads, L, P)
     -> (B, Q, heads*hd)."""
-    b, _, heads, hd = value.shape
-    _, q, _, n_levels, points, _ = locations.shape
-    hmax, wmax = max(h for h, _ in shapes), max(w for _, w in shapes)
-    stacked = value.new_zeros(b, heads, n_levels, hd, hmax, wmax)  # every level, zero-padded
-    start = 0
-    sizes = torch.empty(n_levels, 2, dtype=locations.dtype, device=locations.device)
-    for lvl, (h, w) in enumerate(shapes):  # copies only (the sampling below is one call)
-        stacked[:, :, lvl, :, :h, :w] = value[:, start:start + h * w].permute(0, 2, 3, 1).view(b, heads, hd, h, w)
-        sizes[lvl, 0], sizes[lvl, 1] = w / wmax, h / hmax
-        start += h * w
-    grid = 2 * locations * sizes[:, None, :] - 1  # (B, Q, heads, L, P, 2) in the padded map's [-1, 1]
-    grid = grid.permute(0, 2, 3, 1, 4, 5).reshape(b * heads * n_levels, q, points, 2)  # (B*h*L, Q, P, 2)
-    sampled = F.grid_sample(stacked.view(b * heads * n_levels, hd, hmax, wmax), grid, mode="bilinear",
-                            padding_mode="zeros", align_corners=False)  # (B*h*L, hd, Q, P)
-    sampled = sampled.view(b, heads, n_levels, hd, q, points)
-    out = torch.einsum("bhldqp,bqhlp->bqhd", sampled, weights)  # (B, Q, heads, hd)
-    return out.reshape(b, q, heads * hd)
+    b, q, heads, levels, points, _ = locations.shape
+    layout = sampling_layout(shapes, heads, points, value.device)
+    x = to_pixels(locations[..., 0].reshape(b, q, -1), layout.w)  # (B, Q, K) in pixels
+    y = to_pixels(locations[..., 1].reshape(b, q, -1), layout.h)
+    return sample_levels(value, layout, x, y, weights)
 
 
 # ----------------------------------------------------------------------------- the pixel decoder
@@ -165,20 +276,52 @@ class MultiscaleDeformableAttention(nn.Module):
         self.attention_weights = nn.Linear(dim, heads * NUM_LEVELS * NUM_POINTS)
         self.value_proj = nn.Linear(dim, dim)
         self.output_proj = nn.Linear(dim, dim)
+        self.points: nn.Module | None = None  # set by prepare()
+
+    @torch.no_grad()
+    def prepare(self) -> None:
+        """After loading: the sampling offsets and the attention weights as ONE linear layer whose
+        outputs come as [x offsets | y offsets | weights], each (heads, L, P) (the offsets' rows
+        regrouped from their (heads, L, P, xy) order)."""
+        n = self.heads * NUM_LEVELS * NUM_POINTS
+        w, bias = self.sampling_offsets.weight, self.sampling_offsets.bias
+        order = torch.cat([torch.arange(0, 2 * n, 2), torch.arange(1, 2 * n, 2)]).to(w.device)  # x rows, then y rows
+        self.points = make_linear(torch.cat([w[order], self.attention_weights.weight]),  # (3n, D)
+                                  torch.cat([bias[order], self.attention_weights.bias]))
+        del self.sampling_offsets, self.attention_weights
+
+    def context(self, x: torch.Tensor, pos: torch.Tensor, reference: tuple[torch.Tensor, torch.Tensor],
+                layout: SamplingLayout) -> torch.Tensor:
+        """x (B, S, D) tokens of every level, pos (1, S, D), reference: the tokens' centres as x and y
+        in [0, 1], each (S, 1) -> (B, S, D) the sampled values, before the output projection."""
+        b, s, d = x.shape
+        h, n = self.heads, self.heads * NUM_LEVELS * NUM_POINTS
+        query = x + pos
+        value = self.value_proj(x).view(b, s, h, d // h)  # (B, S, heads, hd)
+        if self.points is not None:
+            out = self.points(query)  # (B, S, 3n): x offsets, y offsets, weights, each (heads, L, P)
+            dx, dy, logits = out[..., :n], out[..., n:2 * n], out[..., 2 * n:]
+        else:
+            off = self.sampling_offsets(query).view(b, s, n, 2)
+            dx, dy, logits = off[..., 0], off[..., 1], self.attention_weights(query)
+        weights = logits.reshape(b, s, h, NUM_LEVELS * NUM_POINTS).softmax(-1).view(b, s, n)
+        # the points: the reference + the offsets in units of each level's side, in [0, 1]
+        x = to_pixels(reference[0] + dx.to(torch.float32) / layout.w, layout.w)  # (B, S, n) in pixels
+        y = to_pixels(reference[1] + dy.to(torch.float32) / layout.h, layout.h)
+        return sample_levels(value, layout, x, y, weights)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, reference: torch.Tensor,
                 shapes: list[tuple[int, int]]) -> torch.Tensor:
         """x (B, S, D) tokens of every level, pos (1, S, D), reference (S, 2) the tokens' centres as
         (x, y) in [0, 1] -> (B, S, D)."""
-        b, s, d = x.shape
-        query = x + pos
-        value = self.value_proj(x).view(b, s, self.heads, d // self.heads)  # (B, S, heads, hd)
-        offsets = self.sampling_offsets(query).view(b, s, self.heads, NUM_LEVELS, NUM_POINTS, 2)
-        weights = self.attention_weights(query).view(b, s, self.heads, NUM_LEVELS * NUM_POINTS).softmax(-1)
-        weights = weights.view(b, s, self.heads, NUM_LEVELS, NUM_POINTS)
-        normalizer = torch.tensor([[w, h] for h, w in shapes], dtype=x.dtype, device=x.device)  # (L, 2) as (x, y)
-        locations = reference[None, :, None, None, None, :] + offsets / normalizer[:, None, :]  # (B, S, h, L, P, 2)
-        return self.output_proj(deformable_attention(value, shapes, locations, weights))
+        layout = sampling_layout(shapes, self.heads, NUM_POINTS, x.device)
+        return self.output_proj(self.context(x, pos, split_reference(reference), layout))
+
+
+def split_reference(reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """reference (S, 2) as (x, y) in [0, 1] -> x and y each (S, 1) float32, to broadcast over the points."""
+    ref = reference.to(torch.float32)
+    return ref[:, 0:1], ref[:, 1:2]
 
 
 class PixelDecoderEncoderLayer(nn.Module):
@@ -191,9 +334,11 @@ class PixelDecoderEncoderLayer(nn.Module):
         self.fc2 = nn.Linear(c.encoder_feedforward_dim, d)
         self.final_layer_norm = nn.LayerNorm(d)
 
-    def forward(self, x, pos, reference, shapes):
-        x = self.self_attn_layer_norm(x + self.self_attn(x, pos, reference, shapes))
-        return self.final_layer_norm(x + self.fc2(F.relu(self.fc1(x))))
+    def forward(self, x, pos, reference, layout):
+        """x (B, S, D), pos (1, S, D), reference and layout as MultiscaleDeformableAttention.context's -> (B, S, D);
+        the residual adds fused into the output projection and fc2 where they are packed."""
+        x = self.self_attn_layer_norm(linear_add(self.self_attn.output_proj, self.self_attn.context(x, pos, reference, layout), x))
+        return self.final_layer_norm(linear_add(self.fc2, F.relu_(self.fc1(x)), x))
 
 
 class PixelDecoderEncoder(nn.Module):
@@ -217,6 +362,8 @@ class PixelDecoder(nn.Module):
         self.input_projections = nn.ModuleList(conv_norm(ch, d, 1, True) for ch in chans[-NUM_LEVELS:][::-1])
         self.encoder = PixelDecoderEncoder(c)
         self.mask_projection = nn.Conv2d(d, c.mask_feature_size, 1)
+        self.heads = c.num_attention_heads
+        self.pad_rows = False  # set when the encoder's linear layers are packed (pack())
         # the FPN steps from 1/8 down to the common stride (1/4): one for Swin
         self.num_fpn_levels = int(math.log2(8) - math.log2(c.common_stride))
         for i in range(self.num_fpn_levels):
@@ -231,17 +378,24 @@ class PixelDecoder(nn.Module):
         shapes = [tuple(x.shape[-2:]) for x in proj]
         b, d = proj[0].shape[:2]
         dev, dt = proj[0].device, proj[0].dtype
-        tokens = torch.cat([x.flatten(2).transpose(1, 2) for x in proj], dim=1)  # (B, S, D)
+        s = sum(h * w for h, w in shapes)
+        # packed linear layers compute on row_bucket(S) rows anyway: padding the tokens once (rows
+        # of zeros, never read back) saves each layer copying them into a padded buffer
+        extra = row_bucket(s) - s if self.pad_rows else 0
+        pad = [proj[0].new_zeros(b, extra, d)] if extra else []
+        tokens = torch.cat([x.flatten(2).transpose(1, 2) for x in proj] + pad, dim=1)  # (B, S + extra, D)
         pos = torch.cat([sine_position_embedding(h, w, d // 2, dev, dt) + self.level_embed[i]
-                         for i, (h, w) in enumerate(shapes)])[None]  # (1, S, D)
+                         for i, (h, w) in enumerate(shapes)] + [p[0] for p in pad])[None]  # (1, S + extra, D)
         refs = []
         for h, w in shapes:  # each token's centre, (x, y) in [0, 1] of its level
             ry, rx = torch.meshgrid(torch.linspace(0.5, h - 0.5, h, dtype=dt, device=dev) / h,
                                     torch.linspace(0.5, w - 0.5, w, dtype=dt, device=dev) / w, indexing="ij")
             refs.append(torch.stack((rx.reshape(-1), ry.reshape(-1)), -1))
-        reference = torch.cat(refs)  # (S, 2)
+        reference = torch.cat(refs + [torch.full((extra, 2), 0.5, dtype=dt, device=dev)])  # (S + extra, 2)
+        layout = sampling_layout(shapes, self.heads, NUM_POINTS, dev)
+        ref = split_reference(reference)
         for layer in self.encoder.layers:
-            tokens = layer(tokens, pos, reference, shapes)
+            tokens = layer(tokens, pos, ref, layout)
         outs, start = [], 0
         for h, w in shapes:
             outs.append(tokens[:, start:start + h * w].transpose(1, 2).reshape(b, d, h, w))  # (B, D, h, w)
@@ -273,13 +427,29 @@ class QueryAttention(nn.Module):
         self.k_proj = nn.Linear(dim, dim)
         self.v_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
+        self.qk: nn.Module | None = None  # set by prepare()
+
+    @torch.no_grad()
+    def prepare(self) -> None:
+        """After loading: queries and keys (the same input) in one GEMM."""
+        self.qk = make_linear(torch.cat([self.q_proj.weight, self.k_proj.weight]),  # (2D, D)
+                              torch.cat([self.q_proj.bias, self.k_proj.bias]))
+        del self.q_proj, self.k_proj
+
+    def context(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """x, pos (B, N, D) -> (B, N, D) the heads' outputs, before ``out_proj``."""
+        b, n, d = x.shape
+        hd = d // self.heads
+        qk = x + pos
+        if self.qk is not None:
+            q, k = self.qk(qk).view(b, n, 2, self.heads, hd).permute(2, 0, 3, 1, 4)  # (B, heads, N, hd)
+        else:
+            q, k = (t(qk).view(b, n, self.heads, hd).transpose(1, 2) for t in (self.q_proj, self.k_proj))
+        v = self.v_proj(x).view(b, n, self.heads, hd).transpose(1, 2)  # (B, heads, N, hd)
+        return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        qk = x + pos
-        split = lambda t: t.view(b, n, self.heads, d // self.heads).transpose(1, 2)  # (B, heads, N, hd)
-        out = F.scaled_dot_product_attention(split(self.q_proj(qk)), split(self.k_proj(qk)), split(self.v_proj(x)))
-        return self.out_proj(out.transpose(1, 2).reshape(b, n, d))
+        return self.out_proj(self.context(x, pos))
 
 
 class MaskedCrossAttention(nn.Module):
@@ -291,20 +461,35 @@ class MaskedCrossAttention(nn.Module):
         self.in_proj_weight = nn.Parameter(torch.zeros(3 * dim, dim))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
         self.out_proj = nn.Linear(dim, dim)
+        self.q_proj = self.k_proj = self.v_proj = None  # set by prepare()
+
+    @torch.no_grad()
+    def prepare(self) -> None:
+        """After loading: the packed (3D, D) input projection as three linear layers (each reads its own input)."""
+        self.q_proj, self.k_proj, self.v_proj = (make_linear(w, b) for w, b in
+                                                 zip(self.in_proj_weight.chunk(3), self.in_proj_bias.chunk(3)))
+        del self.in_proj_weight, self.in_proj_bias
+
+    def context(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """query (B, Q, D), key/value (B, T, D), allowed (B, 1, Q, T) bool -> (B, Q, D), before ``out_proj``."""
+        b, nq, d = query.shape
+        split = lambda t: t.view(b, -1, self.heads, d // self.heads).transpose(1, 2)  # (B, heads, T, hd)
+        if self.q_proj is not None:
+            q, k, v = self.q_proj(query), self.k_proj(key), self.v_proj(value)
+        else:
+            (wq, wk, wv), (bq, bk, bv) = self.in_proj_weight.chunk(3), self.in_proj_bias.chunk(3)
+            q, k, v = F.linear(query, wq, bq), F.linear(key, wk, bk), F.linear(value, wv, bv)
+        out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=allowed)  # (B, heads, Q, hd)
+        return out.transpose(1, 2).reshape(b, nq, d)
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         """query (B, Q, D), key/value (B, T, D), allowed (B, 1, Q, T) bool -> (B, Q, D)."""
-        b, nq, d = query.shape
-        wq, wk, wv = self.in_proj_weight.chunk(3)
-        bq, bk, bv = self.in_proj_bias.chunk(3)
-        split = lambda t: t.view(b, -1, self.heads, d // self.heads).transpose(1, 2)  # (B, heads, T, hd)
-        out = F.scaled_dot_product_attention(split(F.linear(query, wq, bq)), split(F.linear(key, wk, bk)),
-                                             split(F.linear(value, wv, bv)), attn_mask=allowed)
-        return self.out_proj(out.transpose(1, 2).reshape(b, nq, d))
+        return self.out_proj(self.context(query, key, value, allowed))
 
 
 class DecoderLayer(nn.Module):
-    """Masked cross-attention -> self-attention -> MLP, post-norm (or pre-norm where the config says)."""
+    """Masked cross-attention -> self-attention -> MLP, post-norm (or pre-norm where the config says);
+    each residual add fused into the linear layer before it where that is packed."""
 
     def __init__(self, c: Mask2FormerConfig) -> None:
         super().__init__()
@@ -318,19 +503,23 @@ class DecoderLayer(nn.Module):
         self.fc2 = nn.Linear(c.dim_feedforward, d)
         self.final_layer_norm = nn.LayerNorm(d)
 
-    def mlp(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.relu(self.fc1(x)) if self.act == "relu" else F.gelu(self.fc1(x)))
+    def mlp(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """residual + the MLP of x."""
+        h = F.relu_(self.fc1(x)) if self.act == "relu" else linear_gelu(self.fc1, x)
+        return linear_add(self.fc2, h, residual)
 
-    def forward(self, x, query_pos, memory, memory_pos, allowed):
-        """x (B, Q, D) the object queries, memory (B, T, D) one scale's pixels -> (B, Q, D)."""
+    def forward(self, x, query_pos, memory, memory_key, allowed):
+        """x (B, Q, D) the object queries, memory (B, T, D) one scale's pixels, memory_key (B, T, D)
+        the same with their positions added -> (B, Q, D)."""
+        ca, sa = self.cross_attn, self.self_attn
         if self.pre_norm:
             y = self.cross_attn_layer_norm(x)
-            x = x + self.cross_attn(y + query_pos, memory + memory_pos, memory, allowed)
-            x = x + self.self_attn(self.self_attn_layer_norm(x), query_pos)
-            return x + self.mlp(self.final_layer_norm(x))
-        x = self.cross_attn_layer_norm(x + self.cross_attn(x + query_pos, memory + memory_pos, memory, allowed))
-        x = self.self_attn_layer_norm(x + self.self_attn(x, query_pos))
-        return self.final_layer_norm(x + self.mlp(x))
+            x = linear_add(ca.out_proj, ca.context(y + query_pos, memory_key, memory, allowed), x)
+            x = linear_add(sa.out_proj, sa.context(self.self_attn_layer_norm(x), query_pos), x)
+            return self.mlp(self.final_layer_norm(x), x)
+        x = self.cross_attn_layer_norm(linear_add(ca.out_proj, ca.context(x + query_pos, memory_key, memory, allowed), x))
+        x = self.self_attn_layer_norm(linear_add(sa.out_proj, sa.context(x, query_pos), x))
+        return self.final_layer_norm(self.mlp(x, x))
 
 
 class PredictionBlock(nn.Module):
@@ -405,15 +594,47 @@ class Mask2FormerForUniversalSegmentation(nn.Module):
         self.model = Mask2FormerModel(config)
         self.class_predictor = nn.Linear(config.hidden_dim, config.num_labels + 1)
 
-    def predict_masks(self, queries: torch.Tensor, pixel_embeddings: torch.Tensor,
-                      size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """queries (B, Q, D) normalised -> mask logits (B, Q, H/4, W/4) and the next layer's allowed
-        region (B, Q, h, w) bool at ``size`` (sigmoid >= 0.5 of the bilinearly resized logits)."""
+    def prepare(self) -> list[tuple[nn.Module, str, nn.Module, int]]:
+        """After loading (and placing): the projections that read one input fused, the Swin biases
+        gathered once (each module's ``prepare``). Returns every linear layer as (parent, name, layer,
+        rows) with the rows it sees at the nominal input swin.NOMINAL_SIZE, for :func:`pack`."""
+        c = self.config
+        found = self.model.pixel_level_module.encoder.prepare()
+        s = sum(-(-swin.NOMINAL_SIZE[0] // 2 ** k) * -(-swin.NOMINAL_SIZE[1] // 2 ** k) for k in (3, 4, 5))
+        for layer in self.model.pixel_level_module.decoder.encoder.layers:
+            attn = layer.self_attn
+            attn.prepare()
+            found += [(attn, n, getattr(attn, n), s) for n in ("points", "value_proj", "output_proj")]
+            found += [(layer, n, getattr(layer, n), s) for n in ("fc1", "fc2")]
+        q, t = c.num_queries, s // NUM_LEVELS
         tm = self.model.transformer_module
-        emb = tm.decoder.mask_predictor.mask_embedder(queries)  # (B, Q, C)
-        masks = torch.einsum("bqc,bchw->bqhw", emb, pixel_embeddings)  # (B, Q, H/4, W/4)
-        small = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
-        return masks, small.sigmoid() >= 0.5
+        for layer in tm.decoder.layers:
+            layer.self_attn.prepare()
+            layer.cross_attn.prepare()
+            found += [(layer.self_attn, n, getattr(layer.self_attn, n), q) for n in ("qk", "v_proj", "out_proj")]
+            found += [(layer.cross_attn, "q_proj", layer.cross_attn.q_proj, q),
+                      (layer.cross_attn, "out_proj", layer.cross_attn.out_proj, q)]
+            found += [(layer.cross_attn, n, getattr(layer.cross_attn, n), t) for n in ("k_proj", "v_proj")]
+            found += [(layer, n, getattr(layer, n), q) for n in ("fc1", "fc2")]
+        embedder = tm.decoder.mask_predictor.mask_embedder
+        found += [(getattr(embedder, str(i)), "0", getattr(embedder, str(i))._modules["0"], q) for i in range(3)]
+        found.append((self, "class_predictor", self.class_predictor, q))
+        return found
+
+    def predict_masks(self, queries: torch.Tensor, pixel_embeddings: torch.Tensor) -> torch.Tensor:
+        """queries (B, Q, D) normalised -> mask logits (B, Q, H/4, W/4): each query's mask embedding
+        dotted with every pixel's embedding."""
+        emb = self.model.transformer_module.decoder.mask_predictor.mask_embedder(queries)  # (B, Q, C)
+        b, _, h, w = pixel_embeddings.shape
+        return torch.bmm(emb, pixel_embeddings.flatten(2)).view(b, -1, h, w)  # (B, Q, H/4, W/4)
+
+    def attention_region(self, queries: torch.Tensor, pixel_embeddings: torch.Tensor,
+                         size: tuple[int, int]) -> torch.Tensor:
+        """queries (B, Q, D) normalised, pixel_embeddings (B, C, H/4, W/4) or only the pixels that
+        :func:`region_pixels` picks for ``size`` -> the next layer's allowed region (B, Q, h, w) bool at
+        ``size``: sigmoid >= 0.5 of the mask logits bilinearly resized to it."""
+        masks = self.predict_masks(queries, pixel_embeddings)
+        return F.interpolate(masks, size=size, mode="bilinear", align_corners=False).sigmoid() >= 0.5
 
     def forward(self, pixel_values: torch.Tensor, want_masks: bool = False) -> Mask2FormerOutput:
         """pixel_values (B, 3, H, W) normalised as preprocessor_config.json says -> Mask2FormerOutput."""
@@ -434,21 +655,53 @@ class Mask2FormerForUniversalSegmentation(nn.Module):
             sizes.append((h, w))
             memory_pos.append(sine_position_embedding(h, w, c.hidden_dim // 2, x.device, x.dtype)[None])  # (1, T, D)
             memories.append(tm.input_projections[i](x).flatten(2).transpose(1, 2) + tm.level_embed.weight[i])  # (B, T, D)
+        memory_keys = [m + p for m, p in zip(memories, memory_pos)]  # (B, T, D) the keys' input, per scale
         query_pos = tm.queries_embedder.weight[None].expand(b, -1, -1)  # (B, Q, D)
         x = tm.queries_features.weight[None].expand(b, -1, -1)
         decoder = tm.decoder
-        masks, allowed = self.predict_masks(decoder.layernorm(x), pixel_embeddings, sizes[0])
         seen = [] if want_masks else None
+        picked = [region_pixels(pixel_embeddings, size) for size in sizes]  # (B, C, <= H/4, <= W/4) per scale
         for i, layer in enumerate(decoder.layers):
+            # the region the previous layer's masks allow (the learned queries' before the first layer)
+            allowed = self.attention_region(decoder.layernorm(x), picked[i % NUM_LEVELS], sizes[i % NUM_LEVELS])
             # a query whose mask is empty attends to every pixel instead of to none
             allowed = allowed | ~allowed.flatten(2).any(-1)[..., None, None]  # (B, Q, h, w)
             if seen is not None:
                 seen.append(allowed)
-            x = layer(x, query_pos, memories[i % NUM_LEVELS], memory_pos[i % NUM_LEVELS],
+            x = layer(x, query_pos, memories[i % NUM_LEVELS], memory_keys[i % NUM_LEVELS],
                       allowed.flatten(2)[:, None])
-            masks, allowed = self.predict_masks(decoder.layernorm(x), pixel_embeddings, sizes[(i + 1) % NUM_LEVELS])
-        class_logits = self.class_predictor(decoder.layernorm(x))
+        queries = decoder.layernorm(x)
+        masks = self.predict_masks(queries, pixel_embeddings)  # only the last layer's at full resolution
+        class_logits = self.class_predictor(queries)
         return Mask2FormerOutput(class_logits.float(), masks.float(), seen)
+
+
+def region_pixels(pixel_embeddings: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The pixels of (B, C, H/4, W/4) embeddings that a bilinear resize of the mask logits to ``size``
+    reads (all of them, unless a side is 4, 6, 8 ... times the size: then the two rows or columns at
+    the middle of each block, :func:`_block_middles`) -> (B, C, h', w') contiguous.
+
+    Resizing the masks of those pixels by 2 reads the same four values with the same weights (1/2)
+    for each output as resizing the whole map: the same bits, from 1/4 (1/16) of the products."""
+    h4, w4 = pixel_embeddings.shape[-2:]
+    rows = _block_middles(h4, size[0], pixel_embeddings.device)
+    cols = _block_middles(w4, size[1], pixel_embeddings.device)
+    if rows is not None:
+        pixel_embeddings = pixel_embeddings.index_select(2, rows)  # (B, C, 2h, W/4)
+    if cols is not None:
+        pixel_embeddings = pixel_embeddings.index_select(3, cols)  # (B, C, h', 2w)
+    return pixel_embeddings.contiguous()
+
+
+def _block_middles(side: int, size: int, device) -> torch.Tensor | None:
+    """For a bilinear resize (align_corners=False) of ``side`` pixels to ``size``: when side = f * size
+    with f even and >= 4, the two pixels it reads for each output (f*i + f/2 - 1 and f*i + f/2, weights
+    1/2 each) as (2 * size,) indices; else None (it reads, or may read, every pixel)."""
+    f, rest = divmod(side, size)
+    if rest or f < 4 or f % 2:
+        return None
+    first = torch.arange(size, device=device) * f + (f // 2 - 1)
+    return torch.stack((first, first + 1), dim=1).flatten()  # (2 * size,)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -486,4 +739,25 @@ def from_checkpoint(folder: Path, placement: Placement) -> Mask2FormerForUnivers
     log.info("Mask2Former: Swin %d ch, depths %s, window %d; %d queries, %d decoder layers, %d labels on %s",
              bb.embed_dim, "/".join(map(str, bb.depths)), bb.window_size, config.num_queries,
              config.decoder_layers, config.num_labels, placement.describe())
-    return place(model, placement)
+    model = place(model, placement)
+    packed = pack(model, model.prepare(), placement)
+    if packed:
+        log.info("Mask2Former: %d linear layers packed for oneDNN", packed)
+    return model
+
+
+def pack(model: nn.Module, found: list[tuple[nn.Module, str, nn.Module, int]], placement: Placement) -> int:
+    """Replace these (parent, name, layer, rows) linear layers of ``model`` by oneDNN-packed ones tuned
+    for their rows (optimize.PackedLinear), once optimize.packing_is_exact passed on the first of
+    them, and let the pixel decoder and the Swin blocks pad their rows to what those compute on
+    (optimize.row_bucket). Returns how many were packed (0: none, the plain layers kept: another
+    device or dtype, or the check failed)."""
+    found = [f for f in found if type(f[2]) is nn.Linear and f[2].weight.dtype == placement.dtype]
+    if not can_pack(placement.device, placement.dtype) or not found or not packing_is_exact(found[0][2], found[0][3]):
+        return 0
+    for parent, name, layer, rows in found:
+        setattr(parent, name, PackedLinear(layer, row_bucket(rows)))
+    for m in model.modules():
+        if isinstance(m, (PixelDecoder, swin.SwinBlock)):
+            m.pad_rows = True
+    return len(found)

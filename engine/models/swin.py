@@ -15,10 +15,19 @@ that Mask2Former's pixel decoder reads (the seed's "backbone ... low-resolution 
    and becomes one feature map (B, C_s, H_s, W_s).
 
 As a backbone the windows are never clamped to the map (transformers' ``always_partition``), so
-even a map smaller than one window is padded to one. Module names follow the hub keys of
-``facebook/mask2former-swin-tiny-coco-panoptic`` under ``model.pixel_level_module.encoder.``
-(``encoder.layers.S.blocks.J.attention.self.query``, ``hidden_states_norms.stageS``), through a
-small :func:`remap` (which also takes the layout transformers 5 writes in memory).
+even a map smaller than one window is padded to one.
+
+Speed (CPU): the padding, the roll and the partition into windows are one index_select, and their
+inverse another (:func:`window_plan`, per map size); the relative position bias is gathered once at
+load and the shifted windows' mask added to it once per map size; queries, keys and values are one
+GEMM (:meth:`WindowAttention.prepare`); the MLP's GELU and both residual adds are fused into the
+packed GEMMs before them (optimize.linear_gelu / linear_add) — the output projection is applied
+after the tokens are back in map order, on the h*w tokens instead of the padded windows.
+
+Module names follow the hub keys of ``facebook/mask2former-swin-tiny-coco-panoptic`` under
+``model.pixel_level_module.encoder.`` (``encoder.layers.S.blocks.J.attention.self.query``,
+``hidden_states_norms.stageS``), through a small :func:`remap` (which also takes the layout
+transformers 5 writes in memory).
 """
 from __future__ import annotations
 
@@ -31,8 +40,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError
+from .optimize import linear_add, linear_gelu, make_linear, row_bucket
 
 GELUS = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}
+#: the (H, W) input the packed GEMMs are tuned for (a 640x480 frame at COCO's short side 384); any size works
+NOMINAL_SIZE = (384, 512)
 
 
 @dataclass(frozen=True)
@@ -118,25 +130,55 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
         self.register_buffer("index", relative_position_index(window).flatten(), persistent=False)
+        # set by prepare(): queries, keys and values in one GEMM, and the bias gathered once
+        self.qkv: nn.Module | None = None
+        self.register_buffer("position_bias", None, persistent=False)
 
     def bias(self) -> torch.Tensor:
+        """The relative position bias (heads, N, N) of one window, N = w*w."""
+        if self.position_bias is not None:
+            return self.position_bias
         n = self.window * self.window
         return self.relative_position_bias_table[self.index].view(n, n, -1).permute(2, 0, 1)  # (heads, N, N)
+
+    @torch.no_grad()
+    def prepare(self) -> None:
+        """After loading: the three projections as one (3C, C) linear layer (exact: the rows of one
+        GEMM) and the bias table gathered into its (heads, N, N) form once instead of on every call."""
+        self.position_bias = self.bias().contiguous()
+        bias = None if self.query.bias is None else torch.cat([self.query.bias, self.key.bias, self.value.bias])
+        self.qkv = make_linear(torch.cat([self.query.weight, self.key.weight, self.value.weight]), bias)  # (3C, C)
+        del self.query, self.key, self.value
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., C) -> (..., 3C): queries, keys and values."""
+        if self.qkv is not None:
+            return self.qkv(x)
+        return torch.cat([self.query(x), self.key(x), self.value(x)], dim=-1)
+
+    def context(self, qkv: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """qkv (B*nW, N, 3C) of windows of N = w*w tokens, bias (1 or B*nW, heads, N, N) additive (the
+        relative position bias, with the shifted-window mask where there is one) -> (B*nW, N, C) the
+        heads' outputs, before the output projection ``proj``."""
+        bw, n, c3 = qkv.shape
+        q, k, v = qkv.view(bw, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (B*nW, heads, N, hd)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B*nW, heads, N, hd)
+        return out.transpose(1, 2).reshape(bw, n, c3 // 3)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """x (B*nW, N, C) windows of N = w*w tokens, mask None or (nW, N, N) additive (0 / -100)
         -> (B*nW, N, C)."""
-        bw, n, c = x.shape
-        q = self.query(x).view(bw, n, self.heads, self.head_dim).transpose(1, 2)  # (B*nW, heads, N, hd)
-        k = self.key(x).view(bw, n, self.heads, self.head_dim).transpose(1, 2)
-        v = self.value(x).view(bw, n, self.heads, self.head_dim).transpose(1, 2)
-        bias = self.bias().to(x.dtype)[None]  # (1, heads, N, N)
-        if mask is not None:
-            nw = mask.shape[0]
-            bias = (bias[None] + mask[None, :, None].to(x.dtype)).expand(bw // nw, -1, -1, -1, -1)  # (B, nW, h, N, N)
-            bias = bias.reshape(bw, self.heads, n, n)  # (B*nW, heads, N, N)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B*nW, heads, N, hd)
-        return self.proj(out.transpose(1, 2).reshape(bw, n, c))
+        return self.proj(self.context(self.project(x), window_bias(self.bias().to(x.dtype), mask, x.shape[0])))
+
+
+def window_bias(bias: torch.Tensor, mask: torch.Tensor | None, bw: int) -> torch.Tensor:
+    """The additive attention bias of B*nW = ``bw`` windows: the relative position bias (heads, N, N),
+    plus, for shifted windows, the (nW, N, N) mask -> (1 or bw, heads, N, N)."""
+    if mask is None:
+        return bias[None]  # (1, heads, N, N)
+    nw = mask.shape[0]
+    full = bias[None] + mask[:, None].to(bias.dtype)  # (nW, heads, N, N)
+    return full if bw == nw else full.repeat(bw // nw, 1, 1, 1)  # (B*nW, heads, N, N)
 
 
 def partition(x: torch.Tensor, w: int) -> torch.Tensor:
@@ -144,13 +186,6 @@ def partition(x: torch.Tensor, w: int) -> torch.Tensor:
     b, h, wd, c = x.shape
     x = x.view(b, h // w, w, wd // w, w, c).transpose(2, 3)  # (B, H/w, W/w, w, w, C)
     return x.reshape(-1, w * w, c)
-
-
-def unpartition(windows: torch.Tensor, w: int, b: int, h: int, wd: int) -> torch.Tensor:
-    """(B*nW, w*w, C) -> (B, H, W, C), the inverse of :func:`partition`."""
-    c = windows.shape[-1]
-    x = windows.view(b, h // w, wd // w, w, w, c).transpose(2, 3)  # (B, H/w, w, W/w, w, C)
-    return x.reshape(b, h, wd, c)
 
 
 def shift_mask(h: int, w: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
@@ -165,6 +200,49 @@ def shift_mask(h: int, w: int, window: int, shift: int, device: torch.device) ->
     return (win[:, None, :] != win[:, :, None]).float() * -100.0  # (nW, N, N)
 
 
+@dataclass(frozen=True)
+class WindowPlan:
+    """Where each token goes for the windowed attention of an h x w map: ``gather`` (nW*N,) picks,
+    for every window position in order, its token of the map (h*w = the zero row that stands for the
+    padding); ``scatter`` (h*w,) is the inverse, each token's window position. Together they are the
+    zero padding to Hp x Wp, the cyclic roll of the shifted windows and the partition into windows
+    (and back), as one index_select each way."""
+
+    gather: torch.Tensor
+    scatter: torch.Tensor
+    padded: bool
+    hp: int
+    wp: int
+    tokens: int  # nW*N: the gather's rows that are window positions (any after them: padding rows)
+
+
+_PLANS: dict[tuple, WindowPlan] = {}
+
+
+def window_plan(h: int, w: int, window: int, shift: int, device: torch.device, rows: int = 0) -> WindowPlan:
+    """The plan of an h x w map's windows; ``rows`` > nW*N: the gather index padded with that many
+    rows in all (more copies of the padding's zero row), for a GEMM that computes on that many anyway
+    (optimize.row_bucket)."""
+    key = (h, w, window, shift, torch.device(device), rows)
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) > 32:
+            _PLANS.clear()
+        hp, wp = h + (-h) % window, w + (-w) % window
+        r = (torch.arange(hp) + shift) % hp  # the padded map's row each rolled row comes from
+        col = (torch.arange(wp) + shift) % wp
+        src = torch.where((r[:, None] < h) & (col[None, :] < w), r[:, None] * w + col[None, :], h * w)  # (Hp, Wp)
+        gather = partition(src[None, :, :, None], window).flatten()  # (nW*N,) window order
+        scatter = torch.empty(h * w + 1, dtype=torch.long)
+        scatter[gather] = torch.arange(gather.numel())  # (the padding's entry: any of its positions)
+        n = gather.numel()
+        if rows > n:
+            gather = torch.cat([gather, torch.full((rows - n,), h * w)])  # (rows,)
+        plan = _PLANS[key] = WindowPlan(gather.to(device), scatter[:h * w].to(device), bool((gather == h * w).any()),
+                                        hp, wp, n)
+    return plan
+
+
 class SwinBlock(nn.Module):
     """LayerNorm -> (shifted) window attention -> residual; LayerNorm -> MLP -> residual."""
 
@@ -177,31 +255,38 @@ class SwinBlock(nn.Module):
         hidden = int(c.mlp_ratio * dim)
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, dim)
-        self._masks: dict[tuple, torch.Tensor] = {}
+        self._biases: dict[tuple, torch.Tensor] = {}
+        self.pad_rows = False  # set when the linear layers are packed (mask2former.pack)
 
-    def mask(self, h: int, w: int, device: torch.device) -> torch.Tensor | None:
-        if not self.shift:
-            return None
-        key = (h, w, device)
-        if key not in self._masks:
-            self._masks = {key: shift_mask(h, w, self.window, self.shift, device)}
-        return self._masks[key]
+    def attention_bias(self, plan: WindowPlan, bw: int, x: torch.Tensor) -> torch.Tensor:
+        """(1 or B*nW, heads, N, N): the relative position bias with, for shifted windows, the mask
+        of the map's size added (computed once per size, batch, device and dtype)."""
+        key = (plan.hp, plan.wp, bw, x.device, x.dtype)
+        bias = self._biases.get(key)
+        if bias is None:
+            mask = shift_mask(plan.hp, plan.wp, self.window, self.shift, x.device) if self.shift else None
+            bias = window_bias(self.attention.bias().to(x.dtype), mask, bw).contiguous()
+            if len(self._biases) > 4:
+                self._biases.clear()
+            self._biases[key] = bias
+        return bias
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """x (B, h*w, C) -> (B, h*w, C)."""
         b, _, c = x.shape
-        ws, s = self.window, self.shift
-        y = self.layernorm_before(x).view(b, h, w, c)
-        y = F.pad(y, (0, 0, 0, (-w) % ws, 0, (-h) % ws))  # (B, Hp, Wp, C), Hp and Wp multiples of the window
-        hp, wp = y.shape[1:3]
-        if s:
-            y = torch.roll(y, shifts=(-s, -s), dims=(1, 2))
-        y = self.attention(partition(y, ws), self.mask(hp, wp, y.device))  # (B*nW, N, C)
-        y = unpartition(y, ws, b, hp, wp)  # (B, Hp, Wp, C)
-        if s:
-            y = torch.roll(y, shifts=(s, s), dims=(1, 2))
-        x = x + y[:, :h, :w].reshape(b, h * w, c)
-        return x + self.fc2(F.gelu(self.fc1(self.layernorm_after(x)), approximate=self.act))
+        n = self.window * self.window
+        plan = window_plan(h, w, self.window, self.shift, x.device)
+        if self.pad_rows and b == 1:  # as many rows as the packed GEMM computes on: it need not copy them
+            plan = window_plan(h, w, self.window, self.shift, x.device, row_bucket(plan.tokens))
+        y = self.layernorm_before(x)  # (B, h*w, C)
+        if plan.padded:
+            y = torch.cat([y, y.new_zeros(b, 1, c)], dim=1)  # (B, h*w + 1, C): the last row is the padding
+        windows = y.index_select(1, plan.gather)  # (B, nW*N (+ padding rows), C) padded, rolled, partitioned
+        qkv = self.attention.project(windows)[:, :plan.tokens].view(-1, n, 3 * c)  # (B*nW, N, 3C)
+        y = self.attention.context(qkv, self.attention_bias(plan, qkv.shape[0], x))  # (B*nW, N, C)
+        y = y.view(b, -1, c).index_select(1, plan.scatter)  # (B, h*w, C) back in map order
+        x = linear_add(self.attention.proj, y, x)  # x + proj(y), per token
+        return linear_add(self.fc2, linear_gelu(self.fc1, self.layernorm_after(x), self.act), x)
 
 
 class PatchMerging(nn.Module):
@@ -214,10 +299,13 @@ class PatchMerging(nn.Module):
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         b, _, c = x.shape
-        y = F.pad(x.view(b, h, w, c), (0, 0, 0, w % 2, 0, h % 2))  # (B, even h, even w, C)
-        # the order of the checkpoint's 4C channels: (row 0, col 0), (1, 0), (0, 1), (1, 1)
-        y = torch.cat([y[:, 0::2, 0::2], y[:, 1::2, 0::2], y[:, 0::2, 1::2], y[:, 1::2, 1::2]], dim=-1)
-        return self.reduction(self.norm(y.flatten(1, 2)))  # (B, h2*w2, 2C)
+        y = x.view(b, h, w, c)
+        if h % 2 or w % 2:
+            y = F.pad(y, (0, 0, 0, w % 2, 0, h % 2))  # (B, even h, even w, C)
+        h2, w2 = y.shape[1] // 2, y.shape[2] // 2
+        # the order of the checkpoint's 4C channels: (row 0, col 0), (1, 0), (0, 1), (1, 1): column outer
+        y = y.view(b, h2, 2, w2, 2, c).permute(0, 1, 3, 4, 2, 5).reshape(b, h2 * w2, 4 * c)  # (B, h2*w2, 4C)
+        return self.reduction(self.norm(y))  # (B, h2*w2, 2C)
 
 
 class SwinStage(nn.Module):
@@ -245,6 +333,25 @@ class SwinBackbone(nn.Module):
         self.encoder = SwinEncoder(c)
         self.hidden_states_norms = nn.ModuleDict(
             {f"stage{s + 1}": nn.LayerNorm(ch) for s, ch in enumerate(c.channels)})
+
+    def prepare(self) -> list[tuple[nn.Module, str, nn.Linear, int]]:
+        """After loading: each window attention's projections fused and its bias gathered
+        (WindowAttention.prepare). Returns every linear layer as (parent, name, layer, rows), rows =
+        the tokens it sees at the nominal input NOMINAL_SIZE (the hint for packing its weight)."""
+        found = []
+        h, w = (-(-side // self.config.patch_size) for side in NOMINAL_SIZE)
+        ws = self.config.window_size
+        for stage in self.encoder.layers:
+            windowed = (h + (-h) % ws) * (w + (-w) % ws)
+            for block in stage.blocks:
+                block.attention.prepare()
+                found += [(block.attention, "qkv", block.attention.qkv, windowed),
+                          (block.attention, "proj", block.attention.proj, h * w),
+                          (block, "fc1", block.fc1, h * w), (block, "fc2", block.fc2, h * w)]
+            if stage.downsample is not None:
+                h, w = (h + 1) // 2, (w + 1) // 2
+                found.append((stage.downsample, "reduction", stage.downsample.reduction, h * w))
+        return found
 
     def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """pixel_values (B, 3, H, W) -> [(B, C_s, H_s, W_s)] at 1/4, 1/8, 1/16, 1/32 (sides rounded up)."""

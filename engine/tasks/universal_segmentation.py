@@ -13,7 +13,9 @@
     postprocess  identical to transformers' Mask2FormerImageProcessor post_process_panoptic_segmentation /
                  post_process_instance_segmentation / post_process_semantic_segmentation with
                  target_sizes=[(H, W)]: the same thresholds, overlap rule and label fusion (the
-                 mask logits first resized to 384x384, as there), the per-query loops vectorised
+                 mask logits first resized to 384x384, as there), the per-query loops vectorised;
+                 panoptic: only the kept queries resized, a few at a time, bit for bit the values
+                 transformers compares (scaled_masks), with a running first-maximum argmax
 """
 from __future__ import annotations
 
@@ -252,21 +254,74 @@ def _resized(mask_logits, size):
     return F.interpolate(mask_logits[None].float(), size=size, mode="bilinear", align_corners=False)[0]
 
 
+#: queries resized together in the panoptic post-processing (a few MB per chunk instead of the whole
+#: (K, H, W) stack, which at 640x480 is 120 MB per pass)
+CHUNK = 8
+
+
+def _chunks(k: int) -> list[tuple[int, int]]:
+    """[start, end) ranges over k queries, each of CHUNK queries or of 4 to CHUNK + 3 (a remainder
+    under 4 joins the range before it): torch's CPU bilinear resize of 3 channels (at 1 thread)
+    takes another code path, whose results differ in the last bit from those of the same channels
+    resized with others, so a range of 1-3 queries is used only when k itself is that small (when
+    transformers' call on the k queries takes the same path)."""
+    if k <= CHUNK + 3:
+        return [(0, k)]
+    starts = list(range(0, k, CHUNK))
+    if k - starts[-1] < 4:
+        starts.pop()
+    return [(s, e) for s, e in zip(starts, starts[1:] + [k])]
+
+
+def scaled_masks(mask_logits, kept, scores, size: tuple[int, int]):
+    """The kept queries' mask probabilities at ``size`` times their scores, as transformers' panoptic
+    post-processing computes them (all Q masks resized to 384x384, sigmoid, the kept ones resized to
+    the target size, times the scores), bit for bit, a few queries at a time: yields (start, (c, H, W))
+    for the kept queries start .. start + c. mask_logits (Q, h, w), kept (K,) their indices, scores (K,)."""
+    logits = mask_logits.float()
+    k = kept.numel()
+    for start, end in _chunks(k):
+        rows, pick = kept[start:end], slice(0, end - start)
+        if end - start < 4:  # all of k < 4 kept queries; theirs resizes all Q to 384x384: as many channels
+            q = logits.shape[0]
+            rows, pick = (torch.arange(q), kept) if q < 4 else (torch.cat([rows, torch.arange(4)])[:4], pick)
+        probs = _resized(logits[rows.to(logits.device)], POST_SIZE).sigmoid_()[pick]  # (c, 384, 384)
+        yield start, _resized(probs, size).mul_(scores[start:end].view(-1, 1, 1))  # (c, H, W)
+
+
 def panoptic(class_logits, mask_logits, size: tuple[int, int], opts: UniversalSegmentationOptions):
     """transformers' post_process_panoptic_segmentation for one image -> (segment map (H, W) int32,
-    [(id, label_id, score, was_fused)])."""
+    [(id, label_id, score, was_fused)]).
+
+    Bit for bit the same arithmetic, reordered: only the kept queries' masks are resized (theirs
+    resizes all, then keeps; resizing is per channel) and they go through both resizes, the score
+    product, the mask-threshold count and the per-pixel argmax (first maximum wins, as
+    torch.argmax) a few queries at a time (:func:`scaled_masks`)."""
     num_labels = class_logits.shape[-1] - 1
-    probs = _resized(mask_logits, POST_SIZE).sigmoid()  # (Q, 384, 384)
     scores, labels = class_logits.float().softmax(-1).max(-1)  # (Q,)
     keep = labels.ne(num_labels) & (scores > opts.threshold)
     if not bool(keep.any()):
         return np.full(size, -1, np.int32), []
-    probs, scores, labels = probs[keep], scores[keep], labels[keep]
-    probs = _resized(probs, size) * scores.view(-1, 1, 1)  # (K, H, W)
-    owner = probs.argmax(0)  # (H, W) the query each pixel goes to
-    k = probs.shape[0]
+    scores, labels = scores[keep], labels[keep]
+    kept = torch.nonzero(keep).flatten()
+    k = kept.numel()
+    dev = mask_logits.device
+    original = torch.empty(k, dtype=torch.int32, device=dev)  # (K,) pixels of each query's own mask
+    best = owner = None  # (H, W): the highest score so far, and the query it belongs to
+    for start, probs in scaled_masks(mask_logits, kept, scores, size):
+        c = probs.shape[0]
+        original[start:start + c] = (probs >= opts.mask_threshold).view(c, -1).sum(1, dtype=torch.int32)
+        top = probs.amax(0)  # (H, W)
+        # the first query reaching it, as torch.argmax picks: the highest of c - j where query j does
+        rank = torch.arange(c, 0, -1, dtype=torch.uint8, device=dev).view(-1, 1, 1)
+        arg = (start + c) - (probs == top).to(torch.uint8).mul_(rank).amax(0).to(torch.int32)  # (H, W)
+        if best is None:
+            best, owner = top, arg
+        else:
+            better = top > best  # an earlier chunk keeps a tie
+            best = torch.maximum(best, top)
+            owner = torch.where(better, arg, owner)
     area = torch.bincount(owner.flatten(), minlength=k)  # (K,) pixels each query won
-    original = (probs >= opts.mask_threshold).flatten(1).sum(1)  # (K,) pixels of its own mask
     ratio = area / original.clamp(min=1)
     exists = ((area > 0) & (original > 0) & (ratio > opts.overlap_mask_area_threshold)).tolist()
     fuse = set(opts.label_ids_to_fuse or ())
