@@ -49,17 +49,20 @@ def test_hub_layout_is_what_transformers_reads(gpt2_checkpoint, pair):
 
 
 def test_kv_cache_equals_full_recomputation(pair):
+    """Logits with the KV cache equal a full recomputation to rounding (logits of size ~10: a few
+    ulps; the summation order differs with the thread count), as the issue's 1e-4."""
     ours, _ = pair
+    TOL = 1e-4  # noqa: N806
     ids = _ids(ours.config.vocab_size, 20, seed=5)
     full = ours(ids).logits
     cache = ours.new_cache()
     first = ours(ids[:, :12], cache).logits
-    assert (first - full[:, :12]).abs().max().item() < 1e-5
+    assert (first - full[:, :12]).abs().max().item() < TOL
     for i in range(12, 17):  # one token at a time
         step = ours(ids[:, i:i + 1], cache).logits
-        assert (step[:, 0] - full[:, i]).abs().max().item() < 1e-5
+        assert (step[:, 0] - full[:, i]).abs().max().item() < TOL
     rest = ours(ids[:, 17:], cache).logits  # several tokens after a cache (the masked path)
-    assert (rest - full[:, 17:]).abs().max().item() < 1e-5
+    assert (rest - full[:, 17:]).abs().max().item() < TOL
     assert cache.length == 20
 
 
