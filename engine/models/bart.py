@@ -28,7 +28,7 @@ from torch import nn
 
 from ..device import Placement
 from ..errors import CheckpointError, InputError
-from .common import drop_legacy_buffers, load_strict, require
+from .common import drop_legacy_buffers, load_strict, one_shared_embedding, require
 from .optimize import place
 
 log = logging.getLogger(__name__)
@@ -286,16 +286,7 @@ def remap(state: Mapping[str, torch.Tensor], tied: bool = True) -> dict[str, tor
     out: dict[str, torch.Tensor] = {}
     for key, value in drop_legacy_buffers(state).items():
         out[key.removeprefix("model.")] = value
-    shared = next((out[k] for k in EMBEDDING_COPIES if k in out), None)
-    if shared is None and tied and "lm_head.weight" in out:
-        shared = out["lm_head.weight"]
-    for k in EMBEDDING_COPIES:
-        out.pop(k, None)
-    if shared is not None:
-        out["shared.weight"] = shared
-    if tied:
-        out.pop("lm_head.weight", None)
-    return out
+    return one_shared_embedding(out, EMBEDDING_COPIES, tied)
 
 
 def build(config: BartConfig, state: Mapping[str, torch.Tensor]) -> Bart:

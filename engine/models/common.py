@@ -98,3 +98,19 @@ class MultiHeadAttention(nn.Module):
         b, _, tq, _ = out.shape
         out = out.transpose(1, 2).reshape(b, tq, self.heads * self.head_dim)  # (B, Tq, D)
         return self.out_proj(out), weights
+
+
+def one_shared_embedding(state: dict, copies: tuple[str, ...], tied: bool) -> dict:
+    """Encoder-decoders (BART, T5) store their shared token embeddings once, twice or three times
+    (``copies``), or only as a tied ``lm_head.weight``: keep one as ``shared.weight`` and drop the
+    tied head. Modifies and returns ``state``."""
+    shared = next((state[k] for k in copies if k in state), None)
+    if shared is None and tied and "lm_head.weight" in state:
+        shared = state["lm_head.weight"]
+    for k in copies:
+        state.pop(k, None)
+    if shared is not None:
+        state["shared.weight"] = shared
+    if tied:
+        state.pop("lm_head.weight", None)
+    return state

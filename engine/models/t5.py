@@ -39,7 +39,7 @@ from torch import nn
 from ..device import Placement
 from ..errors import CheckpointError
 from .bart import DecoderCache  # the same cache: self-attention K/V per layer, cross-attention K/V once
-from .common import drop_legacy_buffers, load_strict, require
+from .common import drop_legacy_buffers, load_strict, one_shared_embedding, require
 from .optimize import place
 
 log = logging.getLogger(__name__)
@@ -424,16 +424,7 @@ def remap(state: Mapping[str, torch.Tensor], tied: bool = True) -> dict[str, tor
     """Hub keys -> ours (pure): one copy of the shared embeddings kept as ``shared.weight``, the
     tied ``lm_head.weight`` and the unused cross-attention position bias dropped."""
     out = {k: v for k, v in drop_legacy_buffers(state).items() if k not in UNUSED_KEYS}
-    shared = next((out[k] for k in EMBEDDING_COPIES if k in out), None)
-    if shared is None and tied and "lm_head.weight" in out:
-        shared = out["lm_head.weight"]
-    for k in EMBEDDING_COPIES:
-        out.pop(k, None)
-    if shared is not None:
-        out["shared.weight"] = shared
-    if tied:
-        out.pop("lm_head.weight", None)
-    return out
+    return one_shared_embedding(out, EMBEDDING_COPIES, tied)
 
 
 def build(config: T5Config, state: Mapping[str, torch.Tensor]) -> T5:
