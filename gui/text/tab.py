@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QComboBox, QFrame, QHBoxLayout, QLabel, QMenu, QSizePolicy, QSplitter, QStackedWidget,
                                QToolButton, QVBoxLayout, QWidget)
@@ -43,11 +43,12 @@ from gui.text.widgets.editor import TextEditor
 from gui.text.widgets.inside_panel import MEAN, InsidePanel
 
 STREAM = "text"
-#: edits closer together than this go as one request (a paste, key repeat, an undo of several
-#: characters). Short on purpose: the engine keeps only the newest pending request of a stream, so
-#: sending as you type costs at most one model run at a time, and the result follows the last key
-#: by the model's own time (`python main.py bench text-typing`; it was 250 ms of waiting alone)
-DEBOUNCE_MS = 15
+#: edits closer together than this go as one request. 0 = the edits of one pass of the event loop
+#: (an undo of several characters, a burst of key repeats queued together): the engine keeps only
+#: the newest pending request of a stream, so sending as you type costs at most one model run at a
+#: time, and the result follows the last key by the model's own time (`python main.py bench
+#: text-typing`; a 250 ms pause was the whole budget on its own, 15 ms cost 15 ms for nothing)
+DEBOUNCE_MS = 0
 SUFFIXES = {".txt", ".md"}
 #: the editor's text is remembered across runs up to this length
 REMEMBER_CHARS = 20_000
@@ -58,6 +59,8 @@ EMPTY_HINT = "Type or paste a text above, or drop a .txt file on the window."
 
 class TextTab(TaskTab):
     domain = "text"
+    #: a result (final or partial) has just been put on screen (its paint follows on the event loop)
+    resultShown = Signal()
 
     def __init__(self, engine_client: EngineClient, settings: QSettings, parent: QWidget | None = None) -> None:
         super().__init__(engine_client, settings, parent)
@@ -392,7 +395,7 @@ class TextTab(TaskTab):
         self.input_count.setText(f"{n:,} characters" if n else "")
 
     def schedule(self) -> None:
-        """Run the task once typing pauses (DEBOUNCE_MS after the last call)."""
+        """Run the task once the edits queued now are done (DEBOUNCE_MS after the last call)."""
         self._timer.start()
 
     def run_now(self) -> None:
@@ -550,6 +553,7 @@ class TextTab(TaskTab):
         self.result_stack.setCurrentWidget(presenter.view)
         self._update_inside()
         self._show_status(outcome)
+        self.resultShown.emit()
 
     def _on_request_error(self, gen: int, message: str) -> None:
         if gen != self._gen or gen < self._floor_gen:
