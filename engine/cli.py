@@ -41,7 +41,8 @@ def _load(args, task: str):
 
 def _common(p: argparse.ArgumentParser, task_cls) -> None:
     ids = ", ".join(e.id for e in task_cls.models)
-    p.add_argument("--model", metavar="ID|DIR", help=f"hub model id or local checkpoint folder (known: {ids})")
+    p.add_argument("--model", metavar="ID|DIR", help=task_cls.cli_model_help or
+                   f"hub model id or local checkpoint folder (known: {ids})")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", choices=("exact", "fast"), default="exact",
                    help="exact = float32; fast = bf16/fp16 where the hardware supports it")
@@ -53,6 +54,7 @@ def run_task_command(task_cls, args) -> int:
     """Inputs and options first (errors before any loading), then the model, then each result:
     as text, or with --json one JSON object per input (a list when there are several)."""
     from .io.export import dumps
+    task_cls = task_cls.cli_task(args)
     pairs = task_cls.cli_inputs(args)
     options = task_cls.cli_options(args)
     check = getattr(options, "check", None)

@@ -41,7 +41,8 @@ def test_help_lists_every_declared_command():
     r = run_main("--help")
     assert r.returncode == 0
     for cls in all_tasks().values():
-        assert cls.command in r.stdout
+        if cls.command:  # universal-segmentation runs through `segment` (its cli_task)
+            assert cls.command in r.stdout
     assert "models" in r.stdout and "bench" in r.stdout
 
 

@@ -1,5 +1,5 @@
 """The universal-segmentation task (Mask2Former): the three post-processings against transformers' on the
-same outputs, end to end from the same image file, options, internals, the CLI (`panoptic`)."""
+same outputs, end to end from the same image file, options, internals, the CLI (`segment` with a Mask2Former model or `--mode`)."""
 from __future__ import annotations
 
 import json
@@ -180,7 +180,7 @@ def test_cli(mask2former_panoptic_checkpoint, photo_file, tmp_path, capsys):
     task = load_task("universal-segmentation", str(mask2former_panoptic_checkpoint), device="cpu")
     want = task(read_image(photo_file), Options(mode="instance", threshold=0.2))
     npy, png, npz = tmp_path / "seg.npy", tmp_path / "seg.png", tmp_path / "masks.npz"
-    code, out, err = _cli(capsys, "panoptic", photo_file, "--model", mask2former_panoptic_checkpoint, "--device", "cpu",
+    code, out, err = _cli(capsys, "segment", photo_file, "--model", mask2former_panoptic_checkpoint, "--device", "cpu",
                           "--mode", "instance", "--threshold", "0.2", "--out", npy, "--masks", npz, "--json")
     assert code == 0, err
     doc = json.loads(out)
@@ -190,12 +190,66 @@ def test_cli(mask2former_panoptic_checkpoint, photo_file, tmp_path, capsys):
     assert sorted(masks.files, key=int) == [str(s.id) for s in want.segments]
     for s in want.segments:
         assert np.array_equal(masks[str(s.id)], want.segment_map == s.id)
-    code, out, err = _cli(capsys, "panoptic", photo_file, "--model", mask2former_panoptic_checkpoint, "--device", "cpu",
+    code, out, err = _cli(capsys, "segment", photo_file, "--model", mask2former_panoptic_checkpoint, "--device", "cpu",
                           "--mode", "semantic", "--out", png)
     assert code == 0, err
     assert "semantic" in out
     sem = task(read_image(photo_file), Options(mode="semantic"))
     assert np.array_equal(cv2.imread(str(png), cv2.IMREAD_UNCHANGED), sem.label_map)
-    code, out, err = _cli(capsys, "panoptic", photo_file, "--model", mask2former_panoptic_checkpoint,
+    code, out, err = _cli(capsys, "segment", photo_file, "--model", mask2former_panoptic_checkpoint,
                           "--fuse", "a,b")
     assert code != 0 and "--fuse" in err
+
+
+def test_segment_without_mode_uses_the_mode_the_checkpoint_was_trained_for(mask2former_panoptic_checkpoint,
+                                                                          photo_file, tmp_path, capsys):
+    """`segment --model <a Mask2Former folder>`: the folder's config says Mask2Former, its name says
+    panoptic; --overlay blends each segment's colour and leaves pixels of no segment as they were."""
+    from engine.io.image import read_image
+    task = load_task("universal-segmentation", str(mask2former_panoptic_checkpoint), device="cpu")
+    image = read_image(photo_file)
+    want = task(image, Options(mode="panoptic", threshold=0.2))
+    assert want.segments, "the fixture should give segments at threshold 0.2"
+    picture = tmp_path / "over.png"
+    code, out, err = _cli(capsys, "segment", photo_file, "--model", mask2former_panoptic_checkpoint, "--device", "cpu",
+                          "--threshold", "0.2", "--overlay", picture, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["mode"] == "panoptic" and doc["segments"] == want.to_json()["segments"]
+    got = read_image(picture)
+    assert np.array_equal(got, us.overlay_segments(image, want))
+    none = want.segment_map == -1
+    assert np.array_equal(got[none], image[none])
+    assert not np.array_equal(got[~none], image[~none])
+
+
+def test_segment_mode_without_model_picks_the_checkpoint_trained_for_it(photo_file, capsys):
+    """(conftest gives the tests an empty Hugging Face cache: offline, the model is not there)"""
+    for mode, model in (("instance", "facebook/mask2former-swin-tiny-coco-instance"),
+                        ("semantic", "facebook/mask2former-swin-tiny-ade-semantic")):
+        code, out, err = _cli(capsys, "segment", photo_file, "--mode", mode, "--offline")
+        assert code == 2 and model in err and "offline" in err and "Traceback" not in err
+
+
+def test_segformer_refuses_mask2former_options_before_loading(segformer_ade_checkpoint, photo_file, tmp_path, capsys):
+    for args, words in ((["--mode", "panoptic"], "needs a Mask2Former model"),
+                        (["--masks", tmp_path / "m.npz"], "--masks: for Mask2Former"),
+                        (["--threshold", "0.3", "--fuse", "1"], "--threshold, --fuse: for Mask2Former")):
+        code, out, err = _cli(capsys, "segment", photo_file, "--model", segformer_ade_checkpoint, *args)
+        assert code == 2 and words in err, err
+        assert len(err.strip().splitlines()) == 1
+    # --mode semantic is what SegFormer does: accepted, and runs SegFormer
+    code, out, err = _cli(capsys, "segment", photo_file, "--model", segformer_ade_checkpoint, "--device", "cpu",
+                          "--mode", "semantic", "--json")
+    assert code == 0, err
+    assert "labels" in json.loads(out) and "segments" not in json.loads(out)
+
+
+def test_model_family_from_what_needs_no_download(mask2former_panoptic_checkpoint, segformer_ade_checkpoint):
+    from engine.tasks.semantic_segmentation import model_family
+    assert model_family(str(mask2former_panoptic_checkpoint)) == "mask2former"
+    assert model_family(str(segformer_ade_checkpoint)) == "segformer"
+    assert model_family("facebook/mask2former-swin-small-coco-instance") == "mask2former"
+    assert model_family("nvidia/segformer-b2-finetuned-ade-512-512") == "segformer"
+    assert model_family("someone/my-mask2former-finetune") == "mask2former"  # not cached: by its name
+    assert model_family("someone/some-model") is None and model_family(None) is None

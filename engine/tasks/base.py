@@ -96,6 +96,8 @@ class Task:
     #: the CLI command this task's command nests under (``python main.py text fill-mask ...``); None: top level
     command_group: ClassVar[str | None] = None
     command_help: ClassVar[str] = ""
+    #: the command's --model help, when the list of its models' ids would not do
+    cli_model_help: ClassVar[str | None] = None
     bench: ClassVar[str | None] = None  # module under benchmarks/ with add_arguments(parser) and run(args)
     #: why the precision asked for is not the one that runs (a model whose ``fast`` would change its
     #: answers on this device runs ``exact``); None when it is the one asked for
@@ -106,6 +108,14 @@ class Task:
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         """The subcommand's own arguments (inputs and options); --model/--device/--precision/--json are common."""
+
+    @classmethod
+    def cli_task(cls, args: argparse.Namespace) -> type[Task]:
+        """The task that runs this command's arguments: ``cls``, or another task whose models the
+        command also takes (``segment --model <a Mask2Former> --mode panoptic``), chosen before
+        anything loads; it may fill in ``args`` (a default model) and refuses options the chosen
+        task has no use for."""
+        return cls
 
     @classmethod
     def cli_inputs(cls, args: argparse.Namespace) -> list[tuple[str, Any]]:

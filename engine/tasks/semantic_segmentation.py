@@ -69,7 +69,11 @@ class SemanticSegmentation(Task):
         *(_cityscapes(b, mb) for b, mb in ((0, 15), (1, 55), (2, 110), (3, 189), (4, 256), (5, 339))),
     )
     command = "segment"
-    command_help = "label every pixel of images (SegFormer)"
+    command_help = "label every pixel of images (SegFormer), or their panoptic / instance / semantic segments (Mask2Former)"
+    cli_model_help = ("hub model id or local checkpoint folder: SegFormer (nvidia/segformer-b0 ... b5, ADE20K or "
+                      "Cityscapes; default nvidia/segformer-b0-finetuned-ade-512-512) or Mask2Former "
+                      "(facebook/mask2former-swin-tiny|small|base-IN21k-coco-panoptic|coco-instance|ade-semantic); "
+                      "`python main.py models` lists them")
     bench = "benchmarks.semantic_segmentation"
 
     def __init__(self, model_ref: str, folder: Path, placement: Placement, model, processor) -> None:
@@ -139,15 +143,44 @@ class SemanticSegmentation(Task):
     @classmethod
     def add_arguments(cls, parser) -> None:
         from ..cliargs import input_file
+        from .universal_segmentation import add_mask2former_arguments
         parser.add_argument("image", type=input_file, nargs="+", metavar="FILE")
         parser.add_argument("--out", metavar="FILE", help=(
-            "write the label ids at the image's size: .png (8-bit, 16-bit beyond 256 labels) or .npy. With "
-            "several FILEs, each gets its own: '-<its name>' is added before the suffix (labels.png -> "
-            "labels-photo.png), or put {stem} where its name goes (out/{stem}.png)"))
+            "write the label ids at the image's size: .png (8-bit, 16-bit beyond 256 labels) or .npy; Mask2Former "
+            "panoptic / instance: the segment ids (.npy: int32, -1 = no segment, as transformers' 'segmentation'; "
+            ".png: 16-bit, the ids + 1, 0 = no segment). With several FILEs, each gets its own: '-<its name>' is "
+            "added before the suffix (labels.png -> labels-photo.png), or put {stem} where its name goes "
+            "(out/{stem}.png)"))
         parser.add_argument("--overlay", metavar="FILE", help=(
-            "write the image with each class's colour blended over it (.png or .jpg; several FILEs: as --out)"))
-        parser.add_argument("--json", action="store_true",
-                            help="print JSON: per file, the labels present (id, name, pixels), most pixels first")
+            "write the image with each class's (Mask2Former: segment's) colour blended over it (.png or .jpg; "
+            "several FILEs: as --out)"))
+        parser.add_argument("--json", action="store_true", help=(
+            "print JSON: per file, the labels present (id, name, pixels), most pixels first; Mask2Former: "
+            '{"segments": [{"id", "label_id", "label", "score", "area", "is_thing"}]}'))
+        add_mask2former_arguments(parser)
+        parser.epilog = ("With a Mask2Former --model, or --mode without --model, the image's panoptic, instance or "
+                         "semantic segments instead: each with its class, score and mask.")
+
+    @classmethod
+    def cli_task(cls, args) -> type[Task]:
+        """Mask2Former's task for a Mask2Former --model (or --mode without --model: the checkpoint
+        trained for that mode); this one (SegFormer) otherwise, refusing Mask2Former's options."""
+        from .universal_segmentation import MASK2FORMER_ONLY, UniversalSegmentation, model_for_mode
+        family = model_family(args.model)
+        if family is None and not args.model and args.mode is not None:
+            family = "mask2former"
+            args.model = model_for_mode(args.mode)
+        if family == "mask2former":
+            return UniversalSegmentation
+        if args.mode not in (None, "semantic"):
+            raise InputError(f"--mode {args.mode} needs a Mask2Former model (--model "
+                             f"{model_for_mode(args.mode)}, or leave out --model); SegFormer labels every "
+                             "pixel (semantic).")
+        given = [option for attr, option in MASK2FORMER_ONLY.items() if getattr(args, attr, None) is not None]
+        if given:
+            raise InputError(f"{', '.join(given)}: for Mask2Former models (--mode panoptic|instance|semantic); "
+                             "SegFormer gives a label per pixel (--out, --overlay).")
+        return cls
 
     @classmethod
     def cli_inputs(cls, args) -> list[tuple[str, Any]]:
@@ -187,6 +220,26 @@ class SemanticSegmentation(Task):
     def cli_json(cls, name: str, result: SegmentationResult, task) -> dict:
         return {"file": name, "model": task.model_ref, "size": [result.image_size[1], result.image_size[0]],
                 **result.to_json(), "timings_ms": result.timings}
+
+
+def model_family(ref: str | None) -> str | None:
+    """"mask2former", "segformer" or None (not known before loading), from what needs no download:
+    the catalogs, a local folder's or cached snapshot's config.json, else the name."""
+    if not ref:
+        return None
+    from .universal_segmentation import UniversalSegmentation
+    if any(e.id == ref for e in UniversalSegmentation.models):
+        return "mask2former"
+    if any(e.id == ref for e in SemanticSegmentation.models):
+        return "segformer"
+    from ..hub import read_json, resolve
+    try:
+        kind = read_json(resolve(ref, offline=True), "config.json").get("model_type")
+    except EngineError:  # not downloaded, or no readable config: the load says what is wrong
+        kind = None
+    if kind in ("mask2former", "segformer"):
+        return kind
+    return "mask2former" if kind is None and "mask2former" in str(ref).lower() else None
 
 
 def scale_norms(scales) -> list[np.ndarray]:

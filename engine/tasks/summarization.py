@@ -43,7 +43,7 @@ class Summarization(Seq2SeqTask):
     )
     command = "summarization"
     command_help = "summarize a text (BART, T5)"
-    bench = None
+    bench = "benchmarks.summarization"
 
     def _plan(self, opts: SummarizationOptions) -> tuple[str, dict]:
         if self.kind != "t5":  # BART: no prefix, the settings of generation_config.json / config.json

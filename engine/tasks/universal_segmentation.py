@@ -70,9 +70,7 @@ class UniversalSegmentation(Task):
         _m2f("small", "ade-semantic", 275, "Swin-S, ADE20K semantic"),
         _m2f("base-IN21k", "ade-semantic", 430, "Swin-B (ImageNet-21k), ADE20K semantic"),
     )
-    # `segment` belongs to semantic-segmentation (SegFormer); this task's own command
-    command = "panoptic"
-    command_help = "panoptic / instance / semantic segments of images (Mask2Former)"
+    # no command of its own: `segment --model <a Mask2Former> --mode ...` runs it (SemanticSegmentation.cli_task)
     bench = "benchmarks.universal_segmentation"
 
     def __init__(self, model_ref: str, folder: Path, placement: Placement, model, processor) -> None:
@@ -84,9 +82,8 @@ class UniversalSegmentation(Task):
         self.class_names = tuple(config.id2label.get(i, f"LABEL_{i}") for i in range(self.num_labels))
         from ..io.colormap import label_colors
         self.colors = label_colors(self.num_labels)
-        ref = str(model_ref).lower()
         #: the mode the checkpoint was trained for, from its name (panoptic when it does not say)
-        self.suggested_mode = next((m for m in UNIVERSAL_MODES if m in ref), "panoptic")
+        self.suggested_mode = trained_mode(model_ref)
 
     @classmethod
     def load(cls, model_ref: str, folder: Path, placement: Placement) -> UniversalSegmentation:
@@ -157,33 +154,21 @@ class UniversalSegmentation(Task):
     # ------------------------------------------------------------------ CLI
 
     @classmethod
-    def add_arguments(cls, parser) -> None:
-        from ..cliargs import input_file
-        parser.add_argument("image", type=input_file, nargs="+", metavar="FILE")
-        parser.add_argument("--mode", choices=UNIVERSAL_MODES, default="panoptic")
-        d = UniversalSegmentationOptions()
-        parser.add_argument("--threshold", type=float, default=d.threshold, help="a query's score must pass this")
-        parser.add_argument("--mask-threshold", type=float, default=d.mask_threshold)
-        parser.add_argument("--overlap", type=float, default=d.overlap_mask_area_threshold,
-                            help="panoptic: visible / whole mask area a segment must keep")
-        parser.add_argument("--fuse", metavar="IDS", help="panoptic: label ids (comma-separated) whose segments merge")
-        parser.add_argument("--out", metavar="FILE", help=(
-            "write the segment-id map (panoptic, instance) or label map (semantic) at the image's size: .npy "
-            "(int32, as transformers' 'segmentation') or .png (16-bit, the ids + 1: 0 = no segment)"))
-        parser.add_argument("--masks", metavar="FILE", help="write one boolean mask per segment, keyed by id (.npz)")
-        parser.add_argument("--json", action="store_true",
-                            help='print JSON: {"segments": [{"id", "label_id", "label", "score", "area", "is_thing"}]}')
-
-    @classmethod
     def cli_options(cls, args) -> UniversalSegmentationOptions:
+        """``segment``'s arguments (add_mask2former_arguments; None = transformers' default)."""
+        d = UniversalSegmentationOptions()
         fuse = None
         if args.fuse:
             try:
                 fuse = tuple(int(v) for v in args.fuse.split(",") if v.strip())
             except ValueError:
                 raise InputError(f"--fuse takes comma-separated label ids, got {args.fuse!r}.") from None
-        opts = UniversalSegmentationOptions(mode=args.mode, threshold=args.threshold, mask_threshold=args.mask_threshold,
-                                            overlap_mask_area_threshold=args.overlap, label_ids_to_fuse=fuse)
+        opts = UniversalSegmentationOptions(
+            mode=args.mode or trained_mode(args.model or ""),
+            threshold=d.threshold if args.threshold is None else args.threshold,
+            mask_threshold=d.mask_threshold if args.mask_threshold is None else args.mask_threshold,
+            overlap_mask_area_threshold=d.overlap_mask_area_threshold if args.overlap is None else args.overlap,
+            label_ids_to_fuse=fuse)
         opts.check()
         return opts
 
@@ -191,7 +176,9 @@ class UniversalSegmentation(Task):
     def cli_inputs(cls, args) -> list[tuple[str, Any]]:
         from ..io.dense import LABEL_SUFFIXES
         from .semantic_segmentation import plan_outputs, read_images
+        from ..io.dense import PICTURE_SUFFIXES
         args.dense_outputs = plan_outputs(args.image, {"out": (args.out, LABEL_SUFFIXES, "--out"),
+                                                       "overlay": (args.overlay, PICTURE_SUFFIXES, "--overlay"),
                                                        "masks": (args.masks, (".npz",), "--masks")})
         return read_images(args)
 
@@ -200,7 +187,7 @@ class UniversalSegmentation(Task):
         for image, targets in zip(inputs, args.dense_good_outputs):
             try:
                 result = self(image, options)
-                for path in write_outputs(result, targets):
+                for path in write_outputs(result, targets, image):
                     print(f"Wrote {path}", file=sys.stderr)
                 out.append(result)
             except InputError as exc:
@@ -224,7 +211,52 @@ class UniversalSegmentation(Task):
                 "timings_ms": result.timings}
 
 
-def write_outputs(result: UniversalSegmentationResult, targets: dict) -> list[Path]:
+def trained_mode(model_ref: str) -> str:
+    """The mode a Mask2Former checkpoint was trained for, from its name (panoptic when it does not say)."""
+    ref = str(model_ref).lower()
+    return next((m for m in UNIVERSAL_MODES if m in ref), "panoptic")
+
+
+def model_for_mode(mode: str) -> str:
+    """The catalog's first (smallest) checkpoint trained for ``mode``."""
+    return next(e.id for e in UniversalSegmentation.models if trained_mode(e.id) == mode)
+
+
+def add_mask2former_arguments(parser) -> None:
+    """The options only Mask2Former takes, for ``segment`` (None: transformers' default)."""
+    g = parser.add_argument_group("Mask2Former (a --model of that family, or --mode)")
+    d = UniversalSegmentationOptions()
+    g.add_argument("--mode", choices=UNIVERSAL_MODES, default=None, help=(
+        "panoptic (things and stuff, each instance its own segment), instance (things only) or semantic (one "
+        "segment per class); default: the mode the checkpoint was trained for. Without --model: "
+        f"{model_for_mode('panoptic')} and its instance / ADE semantic siblings"))
+    g.add_argument("--threshold", type=float, default=None, help=f"a query's score must pass this (default {d.threshold})")
+    g.add_argument("--mask-threshold", type=float, default=None, help=f"default {d.mask_threshold}")
+    g.add_argument("--overlap", type=float, default=None,
+                   help=f"panoptic: visible / whole mask area a segment must keep (default {d.overlap_mask_area_threshold})")
+    g.add_argument("--fuse", metavar="IDS", help="panoptic: label ids (comma-separated) whose segments merge")
+    g.add_argument("--masks", metavar="FILE", help="write one boolean mask per segment, keyed by id (.npz)")
+
+
+#: what add_mask2former_arguments adds, as args attribute -> option (refused for SegFormer)
+MASK2FORMER_ONLY = {"threshold": "--threshold", "mask_threshold": "--mask-threshold", "overlap": "--overlap",
+                    "fuse": "--fuse", "masks": "--masks"}
+
+
+def overlay_segments(image: np.ndarray, result: UniversalSegmentationResult, alpha: float = 0.5) -> np.ndarray:
+    """Each segment's colour (result.segment_colors) blended over the image; pixels of no segment unchanged."""
+    from ..io import dense as dense_io
+    index = np.zeros(result.segment_map.shape, np.int32)  # 0: no segment, i + 1: the i-th segment
+    for i, s in enumerate(result.segments):
+        index[result.segment_map == s.id] = i + 1
+    palette = np.concatenate([np.zeros((1, 3), np.uint8), result.segment_colors()])
+    out = dense_io.overlay(image, index, palette, alpha)
+    none = index == 0
+    out[none] = image[..., :3][none]
+    return out
+
+
+def write_outputs(result: UniversalSegmentationResult, targets: dict, image: np.ndarray | None = None) -> list[Path]:
     from ..io import dense as dense_io
     written = []
     if targets.get("out"):
@@ -244,6 +276,8 @@ def write_outputs(result: UniversalSegmentationResult, targets: dict) -> list[Pa
         except OSError as exc:
             raise InputError(f"Cannot write {path}: {exc.strerror or exc}.") from None
         written.append(path)
+    if targets.get("overlay") and image is not None:
+        written.append(dense_io.write_picture(targets["overlay"], overlay_segments(image, result)))
     return written
 
 
