@@ -8,7 +8,7 @@ import torch
 
 from engine.device import Placement
 from engine.errors import CheckpointError
-from engine.models import mask2former
+from engine.models import deformable, mask2former
 
 CPU = Placement(torch.device("cpu"), torch.float32, "exact")
 
@@ -27,7 +27,7 @@ def test_deformable_attention_matches_transformers(b, q, heads, hd, shapes, poin
     locations = torch.rand(b, q, heads, len(shapes), points, 2, generator=g) * 1.4 - 0.2
     weights = torch.rand(b, q, heads, len(shapes), points, generator=g)
     want = multi_scale_deformable_attention(value, shapes, locations, weights)
-    got = mask2former.deformable_attention(value, shapes, locations, weights)
+    got = deformable.deformable_attention(value, shapes, locations, weights)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.device import Placement
-from engine.models import mask2former, swin
+from engine.models import deformable, mask2former, swin
 from engine.models.optimize import PackedLinear, can_pack
 from engine.tasks import universal_segmentation as us
 from engine.types.vision import UniversalSegmentationOptions as Options
@@ -58,7 +58,7 @@ def test_deformable_attention_far_outside_and_on_pixel_edges(b, q, heads, hd, sh
     loc = torch.where(torch.rand(loc.shape, generator=g) < 0.5, on_grid, loc)
     weights = torch.rand(b, q, heads, len(shapes), points, generator=g)
     want = multi_scale_deformable_attention(value, shapes, loc, weights)
-    torch.testing.assert_close(mask2former.deformable_attention(value, shapes, loc, weights), want,
+    torch.testing.assert_close(deformable.deformable_attention(value, shapes, loc, weights), want,
                                atol=1e-5, rtol=1e-5)
 
 
