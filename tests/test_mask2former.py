@@ -83,3 +83,17 @@ def test_remap_drops_training_only_keys():
              "model.pixel_level_module.encoder.encoder.layers.0.blocks.0.attention.self.relative_position_index": 3}
     assert mask2former.remap(state) == {
         "class_predictor.bias": 1, "model.pixel_level_module.encoder.encoder.layers.0.blocks.0.attention.key.bias": 2}
+
+
+def test_gelu_decoder_variant_matches_transformers(tmp_path):
+    """activation_function "gelu" (the config allows relu and gelu): the decoder layers' MLP."""
+    from .fixtures_mask2former import HUB_PREPROCESSOR, PANOPTIC, PANOPTIC_SWIN, build, write_hub_layout
+    folder = write_hub_layout(build(20, PANOPTIC_SWIN, **{**PANOPTIC, "activation_function": "gelu"}),
+                              tmp_path / "gelu", HUB_PREPROCESSOR)
+    ours, theirs = _pair(folder)
+    assert ours.config.activation_function == "gelu"
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        want, got = theirs(pixel_values=x), ours(x)
+    torch.testing.assert_close(got.class_logits, want.class_queries_logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got.mask_logits, want.masks_queries_logits, atol=1e-4, rtol=1e-4)

@@ -47,8 +47,8 @@ from ..device import Placement
 from ..errors import CheckpointError, InputError
 from . import swin
 from .common import drop_legacy_buffers, load_strict, require
-from .deformable import sample_levels, sampling_layout, to_pixels
-from .optimize import PackedLinear, can_pack, linear_add, make_linear, packing_is_exact, place, row_bucket
+from .deformable import SamplingLayout, sample_levels, sampling_layout, to_pixels
+from .optimize import PackedLinear, can_pack, linear_add, linear_gelu, make_linear, packing_is_exact, place, row_bucket
 
 log = logging.getLogger(__name__)
 
