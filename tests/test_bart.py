@@ -229,3 +229,25 @@ def test_cross_attention_internals(summarizer):
         assert abs(got - want).max() < 1e-5
         assert result.internals.prompt_tokens == tuple(tok.convert_ids_to_tokens(result.input_ids.tolist()))
     assert task(ARTICLE).internals is None
+
+
+def test_old_force_bos_key_as_transformers_reads_it(tmp_path):
+    """sshleifer/distilbart-cnn-12-6's config.json says ``force_bos_token_to_be_generated: true`` and has no
+    forced_bos_token_id: transformers forces the BOS token (bos_token_id) as the first generated token,
+    and so must we. Compared with generate reading the checkpoint's own settings (none passed)."""
+    import json
+
+    from transformers import BartForConditionalGeneration, BartTokenizer
+
+    from engine import load_task
+    folder, _ = _summarizer_folder(tmp_path / "old-key", generation_json=False)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("forced_bos_token_id", None)
+    config["force_bos_token_to_be_generated"] = True
+    (folder / "config.json").write_text(json.dumps(config))
+    oracle = BartForConditionalGeneration.from_pretrained(folder).eval()
+    ids = BartTokenizer.from_pretrained(folder)(ARTICLE, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        want = oracle.generate(ids, attention_mask=torch.ones_like(ids))[0].tolist()
+    assert want[1] == 0, "transformers forces <s> first"
+    assert load_task("summarization", str(folder), device="cpu")(ARTICLE).output_ids.tolist() == want

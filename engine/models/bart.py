@@ -81,7 +81,8 @@ class BartConfig:
                 int(cfg.get("max_position_embeddings", 1024)), act, bool(cfg.get("scale_embedding", False)),
                 bool(cfg.get("tie_word_embeddings", True)), int(cfg.get("pad_token_id", 1) or 0),
                 tok("bos_token_id", 0), tok("eos_token_id", 2), int(cfg.get("decoder_start_token_id", 2)),
-                tok("forced_bos_token_id", None), tok("forced_eos_token_id", 2))
+                tok("forced_bos_token_id", tok("bos_token_id", 0) if cfg.get("force_bos_token_to_be_generated")
+                    else None), tok("forced_eos_token_id", 2))
         for heads in (c.encoder_heads, c.decoder_heads):
             if c.d_model % heads:
                 raise CheckpointError(f"config.json: d_model {c.d_model} is not a multiple of {heads} heads.")

@@ -57,7 +57,11 @@ def checkpoint_settings(folder: Path, task_params: dict | None = None) -> dict:
     same keys at config.json's top level (older ones); then ``task_params`` (a config's
     task_specific_params entry) over them, as transformers' pipeline applies them."""
     from ..hub import read_json
-    out = _over(DEFAULTS, read_json(folder, "config.json"))
+    config = read_json(folder, "config.json")
+    out = _over(DEFAULTS, config)
+    if config.get("force_bos_token_to_be_generated") and config.get("forced_bos_token_id") is None:
+        # the older key (sshleifer/distilbart-cnn-12-6): transformers forces bos_token_id first
+        out["forced_bos_token_id"] = config.get("bos_token_id", 0)
     out = _over(out, read_json(folder, "generation_config.json", required=False))
     return _over(out, task_params or {})
 
