@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .cancel import CancelToken
+from .memory import limit_primitive_cache
 from .catalog import ModelEntry, catalog, default_model, models_for
 from .errors import Cancelled, CheckpointError, EngineError, InputError, ModelNotAvailable
 from .tasks import all_tasks, task_class, task_names, tasks_for_domain
@@ -18,6 +19,8 @@ from .types import Timings
 from .types.audio import *  # noqa: F401,F403 - the option and result dataclasses are public API
 from .types.vision import *  # noqa: F401,F403
 from .types.text import *  # noqa: F401,F403
+
+limit_primitive_cache()  # before any model runs (engine.memory says why)
 
 if TYPE_CHECKING:
     from .device import DeviceInfo

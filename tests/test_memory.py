@@ -44,3 +44,16 @@ def test_trim_if_due_is_rate_limited(monkeypatch):
     assert not memory.trim_if_due(2.0, now=101.99)
     assert memory.trim_if_due(2.0, now=102.0)
     assert len(calls) == 2
+
+
+def test_importing_the_engine_bounds_onednn_primitive_cache_unless_the_user_set_it():
+    import os
+    import subprocess
+    import sys
+    code = "import os, engine; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(memory.ONEDNN_CACHE_CAPACITY)
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1000"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1000"
