@@ -219,8 +219,10 @@ def run(args) -> int:
           f"(trend {slope:+.2f} MB/min)")
     # the level, not single samples: the allocator's trims make a sawtooth of tens of MB between frames
     window = max(1, int(round(WINDOW_S / args.interval)))
-    head, tail = statistics.median(mbs[:window]), statistics.median(mbs[-window:])
-    windows = [statistics.median(mbs[i:i + window]) for i in range(0, len(mbs) - window + 1, window)]
+    # whole windows back from the end (the last one is the last minutes), the first from the warm-up's end
+    starts = sorted({0, *range(len(mbs) - window, 0, -window)}) if len(mbs) > window else [0]
+    windows = [statistics.median(mbs[i:i + window]) for i in starts]
+    head, tail = windows[0], windows[-1]
     print(f"  medians of {WINDOW_S / 60:g}-minute windows after warm-up: "
           + ", ".join(f"{m:.0f}" for m in windows) + f" MB; first window -> last: {tail - head:+.1f} MB")
     within = abs(tail - head) <= LIMIT_MB and max(windows) - min(windows) <= 2 * LIMIT_MB
