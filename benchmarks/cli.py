@@ -30,10 +30,17 @@ def _entry(target: str):
     return module, getattr(module, f"run_{name}" if name else "run")
 
 
+def _models(cls) -> str:
+    """The models a task's benchmark compares: its ``bench_models``, else the last parentheses of its help."""
+    if cls.bench_models:
+        return cls.bench_models
+    help_text = cls.command_help
+    return help_text[help_text.rfind("(") + 1:help_text.rfind(")")] if "(" in help_text else cls.name
+
+
 def benches() -> dict[str, tuple[str, str]]:
     from engine.tasks import all_tasks
-    out = {cls.name: (cls.bench, f"{cls.title.lower()} ({cls.command_help.split('(')[-1].rstrip(')')})")
-           for cls in all_tasks().values() if cls.bench}
+    out = {cls.name: (cls.bench, f"{cls.title.lower()} ({_models(cls)})") for cls in all_tasks().values() if cls.bench}
     out.update(EXTRA)
     return out
 

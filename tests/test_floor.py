@@ -104,3 +104,15 @@ def test_bandwidth_array_is_well_above_the_caches():
     l3 = floor.cache_bytes(3)
     assert floor.bandwidth_array_bytes("cpu") >= max(512 * 2 ** 20, 16 * (l3 or 0))
     assert floor.read_bandwidth_gbs("cpu", nbytes=2 ** 20, tries=1) > 0  # runs; the figure is not asserted
+
+
+def test_bench_help_names_the_models_each_benchmark_compares():
+    """`bench --help` lists every task's benchmark with the models it times (it once printed
+    "universal segmentation ()" and called the SegFormer bench Mask2Former's)."""
+    from benchmarks.cli import benches
+    listed = benches()
+    assert listed["semantic-segmentation"][1] == "semantic segmentation (SegFormer)"
+    assert listed["universal-segmentation"][1] == "universal segmentation (Mask2Former)"
+    assert listed["object-detection"][1] == "object detection (DETR)"
+    for name, (_, help_text) in listed.items():
+        assert "()" not in help_text, name

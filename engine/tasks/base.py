@@ -99,6 +99,8 @@ class Task:
     #: the command's --model help, when the list of its models' ids would not do
     cli_model_help: ClassVar[str | None] = None
     bench: ClassVar[str | None] = None  # module under benchmarks/ with add_arguments(parser) and run(args)
+    #: what ``bench`` compares, for `bench --help` (e.g. "SegFormer"); "": the models named in command_help
+    bench_models: ClassVar[str] = ""
     #: why the precision asked for is not the one that runs (a model whose ``fast`` would change its
     #: answers on this device runs ``exact``); None when it is the one asked for
     precision_notice: str | None = None

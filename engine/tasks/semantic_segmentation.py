@@ -75,6 +75,7 @@ class SemanticSegmentation(Task):
                       "(facebook/mask2former-swin-tiny|small|base-IN21k-coco-panoptic|coco-instance|ade-semantic); "
                       "`python main.py models` lists them")
     bench = "benchmarks.semantic_segmentation"
+    bench_models = "SegFormer"
 
     def __init__(self, model_ref: str, folder: Path, placement: Placement, model, processor) -> None:
         super().__init__(model_ref, folder, placement)

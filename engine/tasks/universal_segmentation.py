@@ -72,6 +72,7 @@ class UniversalSegmentation(Task):
     )
     # no command of its own: `segment --model <a Mask2Former> --mode ...` runs it (SemanticSegmentation.cli_task)
     bench = "benchmarks.universal_segmentation"
+    bench_models = "Mask2Former"
 
     def __init__(self, model_ref: str, folder: Path, placement: Placement, model, processor) -> None:
         super().__init__(model_ref, folder, placement)
