@@ -98,12 +98,26 @@ def read_bandwidth_gbs(device: str = "cpu", nbytes: int | None = None, tries: in
     return x.numel() * 4 / max(best, 1e-9) / 1e9
 
 
+def weight_names(model) -> list[str]:
+    """The names :func:`weight_bytes` counts: every parameter's, and ``<module>.weight`` /
+    ``<module>.bias`` for each PackedLinear (whose packed weight is no parameter)."""
+    from engine.models.optimize import PackedLinear
+    names = [name for name, _ in model.named_parameters()]
+    for name, module in model.named_modules():
+        if isinstance(module, PackedLinear):
+            names.append(f"{name}.weight")
+            if module.bias is not None:
+                names.append(f"{name}.bias")
+    return names
+
+
 def weight_bytes(model, partial: Mapping[str, int] | None = None) -> int:
     """The bytes of ``model``'s weights a call reads once each: every parameter (and each
-    PackedLinear's packed weight and bias, which are no parameters), a tensor shared by two modules
-    (tied embeddings and LM head) counted once. ``partial``: parameter name -> rows a call reads of
-    it (an embedding table of which only the input tokens' rows are looked up), counted as that many
-    rows (at most the table's)."""
+    PackedLinear's packed weight and bias, which are no parameters, named ``<module>.weight`` /
+    ``<module>.bias``), a tensor shared by two modules (tied embeddings and LM head) counted once.
+    ``partial``: weight name -> rows a call reads of it (an embedding table of which only the input
+    tokens' rows are looked up; 0: a weight the call does not read), counted as that many rows (at
+    most the table's)."""
     from engine.models.optimize import PackedLinear
     partial = dict(partial or {})
     seen: set[tuple[int, int]] = set()
@@ -122,13 +136,15 @@ def weight_bytes(model, partial: Mapping[str, int] | None = None) -> int:
 
     for name, p in model.named_parameters():
         add(p, partial.pop(name, None))
-    for module in model.modules():
+    for name, module in model.named_modules():
         if isinstance(module, PackedLinear):
-            total += module.in_features * module.out_features * _itemsize(module.dtype)
+            rows = partial.pop(f"{name}.weight", None)
+            total += min(module.out_features, module.out_features if rows is None else rows) \
+                * module.in_features * _itemsize(module.dtype)
             if module.bias is not None:
-                add(module.bias)
+                add(module.bias, partial.pop(f"{name}.bias", None))
     if partial:
-        raise KeyError(f"weight_bytes: the model has no parameters named {sorted(partial)}")
+        raise KeyError(f"weight_bytes: the model has no weights named {sorted(partial)}")
     return total
 
 

@@ -131,6 +131,7 @@ def run(args) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
+    from engine import memory
     from gui.app import MainWindow, make_settings
     from gui.sources.audio_file import AudioFileSource
 
@@ -149,6 +150,11 @@ def run(args) -> int:
 
     t_start = time.monotonic()
     samples: list[tuple[float, float]] = [(0.0, rss_mb())]
+    heap: list[tuple[float, float] | None] = [memory.heap_mb()]  # malloc's (in use, free kept), with each sample
+
+    def sample() -> None:
+        samples.append((time.monotonic() - t_start, rss_mb()))
+        heap.append(memory.heap_mb())
     vision.start_camera(str(video))
     speech_tab.set_source(AudioFileSource(wav, loop=True, tail_s=0.0))
     if not speech_tab.start():
@@ -156,7 +162,7 @@ def run(args) -> int:
         return 2
     sampler = QTimer()
     sampler.setInterval(int(args.interval * 1000))
-    sampler.timeout.connect(lambda: samples.append((time.monotonic() - t_start, rss_mb())))
+    sampler.timeout.connect(sample)
     sampler.start()
     switcher = QTimer()
     switcher.setInterval(int(args.switch * 1000))
@@ -179,7 +185,7 @@ def run(args) -> int:
     def finish() -> None:  # the last sample before quitting: on quit the engine lets its models go
         sampler.stop()
         switcher.stop()
-        samples.append((time.monotonic() - t_start, rss_mb()))
+        sample()
         app.quit()
     QTimer.singleShot(int(left_s * 1000), finish)
     app.exec()
@@ -191,7 +197,9 @@ def run(args) -> int:
     window.close()
 
     if args.csv:
-        args.csv.write_text("seconds,rss_mb\n" + "".join(f"{t:.1f},{m:.1f}\n" for t, m in samples))
+        args.csv.write_text("seconds,rss_mb,malloc_in_use_mb,malloc_free_mb\n" + "".join(
+            f"{t:.1f},{m:.1f},{h[0] if h else float('nan'):.1f},{h[1] if h else float('nan'):.1f}\n"
+            for (t, m), h in zip(samples, heap)))
     measured = [(t, m) for t, m in samples if t >= t_warm]
     print(f"soak: {t_end / 60:.1f} min of live DETR ({detr}, {args.size} px) on a 640x480 video as the camera and "
           f"live speech recognition ({asr_label}) on a looping WAV ({wav_what}) as the microphone, in the real "
@@ -225,6 +233,13 @@ def run(args) -> int:
     head, tail = windows[0], windows[-1]
     print(f"  medians of {WINDOW_S / 60:g}-minute windows after warm-up: "
           + ", ".join(f"{m:.0f}" for m in windows) + f" MB; first window -> last: {tail - head:+.1f} MB")
+    measured_heap = [h for (x, _), h in zip(samples, heap) if x >= t_warm and h is not None]
+    if len(measured_heap) == len(mbs):  # where the RSS goes: malloc's live blocks, or its free ones kept
+        used = [statistics.median(h[0] for h in measured_heap[i:i + window]) for i in starts]
+        kept = [statistics.median(h[1] for h in measured_heap[i:i + window]) for i in starts]
+        print("  of which malloc's blocks in use (window medians): " + ", ".join(f"{m:.0f}" for m in used)
+              + f" MB ({used[-1] - used[0]:+.1f}); free but kept: " + ", ".join(f"{m:.0f}" for m in kept)
+              + f" MB ({kept[-1] - kept[0]:+.1f})")
     within = abs(tail - head) <= LIMIT_MB and max(windows) - min(windows) <= 2 * LIMIT_MB
     print(f"  goal: flat within +-{LIMIT_MB:.0f} MB (first to last window median, and no window further from "
           f"another than the band): {'met' if within else 'NOT met'}; single samples: drift {drift:+.1f} MB, spread "

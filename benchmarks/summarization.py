@@ -149,18 +149,18 @@ def step_bytes(model, kind: str, rows: int = 1) -> int:
     cross-attention key / value projections, which ran once over the encoder's output; one row of
     BART's learned positions) and the LM head (the tied shared embeddings; or a separate lm_head and
     ``rows`` rows of the embeddings; BART's final_logits_bias)."""
-    from benchmarks.floor import weight_bytes
+    from benchmarks.floor import weight_bytes, weight_names
     cross_kv = (".encoder_attn.k_proj.", ".encoder_attn.v_proj.") if kind == "bart" else \
         (".EncDecAttention.k.", ".EncDecAttention.v.")
-    partial = {name: 0 for name, _ in model.named_parameters()
+    partial = {name: 0 for name in weight_names(model)
                if name.startswith("encoder.") or any(s in name for s in cross_kv)}
     if kind == "bart":
         partial["decoder.embed_positions.weight"] = 1
-    if model.lm_head is not None:  # untied: the embeddings are only looked up
-        partial["shared.weight"] = rows
+    if model.lm_head is not None or getattr(model, "packed_head", None) is not None:
+        partial["shared.weight"] = rows  # the head is another matrix: the embeddings are only looked up
     total = weight_bytes(model, partial)
     bias = getattr(model, "final_logits_bias", None)
-    if bias is not None:
+    if bias is not None and getattr(model, "packed_head", None) is None:  # else the packed head's bias
         total += bias.numel() * bias.element_size()
     return total
 

@@ -184,7 +184,10 @@ def run(args) -> int:
         differ = sum(a != b for a, b in zip(outputs["ours"], outputs["transformers"]))
         differ += abs(len(outputs["ours"]) - len(outputs["transformers"]))
         # bytes a decoding step reads: the weights (one row of the positions) and the KV cache
-        weights = floor.weight_bytes(ours, partial={"wpe.weight": 1})
+        partial = {"wpe.weight": 1}
+        if ours.packed_head is not None:  # the head is its packed copy: the embeddings are only looked up
+            partial["wte.weight"] = beams
+        weights = floor.weight_bytes(ours, partial=partial)
         cache = kv_cache_bytes(cfg, beams, len(prompt), n, ours.wpe.weight.element_size())
         bw = max(bandwidths)
         floor_ms = floor.memory_floor_ms(weights + cache, bw)

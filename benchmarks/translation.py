@@ -112,8 +112,8 @@ def run(args) -> int:
     from transformers import AutoTokenizer, T5ForConditionalGeneration
 
     from benchmarks.floor import (
-        count_flops, cpu_name, flop_floor_ms, gemm_gflops, memory_floor_ms, peak_rss_mb, read_bandwidth_gbs,
-        weight_bytes)
+        count_flops, cpu_name, flop_floor_ms, gemm_gflops, memory_floor_ms, peak_rss_mb, read_bandwidth_gbs)
+    from benchmarks.summarization import step_bytes as decoding_step_bytes
     from engine import TranslationOptions, load_task
     from engine.models import t5
 
@@ -165,9 +165,7 @@ def run(args) -> int:
 
     model = task.model
     beams = int(params.get("num_beams", 1))
-    step_bytes = weight_bytes(model.decoder) + model.shared.weight.numel() * model.shared.weight.element_size()
-    if model.lm_head is not None:
-        step_bytes += model.lm_head.weight.numel() * model.lm_head.weight.element_size()
+    step_bytes = decoding_step_bytes(model, "t5", rows=beams)
     bw = read_bandwidth_gbs(str(device))
     floor_ms = memory_floor_ms(step_bytes, bw)
     src = torch.tensor([tok(prefix + args.text)["input_ids"]], device=device)

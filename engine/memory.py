@@ -69,6 +69,36 @@ def trim_if_due(interval: float = TRIM_INTERVAL_S, now: float | None = None) -> 
     return trim()
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+@functools.cache
+def _mallinfo2():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2  # glibc >= 2.33
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = []
+    fn.restype = _MallInfo2
+    return fn
+
+
+def heap_mb() -> tuple[float, float] | None:
+    """(in use, free but kept) by malloc, in MB, over all its arenas and mmapped blocks; None where
+    glibc's mallinfo2 is not there. Tells a leak (in use grows) from fragmentation (free kept grows)
+    when the resident size creeps up; memory that is not malloc's (Python's own arenas are, torch's
+    CPU tensors are) does not show."""
+    fn = _mallinfo2()
+    if fn is None:
+        return None
+    info = fn()
+    return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20
+
+
 def limit_primitive_cache(capacity: int = ONEDNN_CACHE_CAPACITY) -> str:
     """Set oneDNN's primitive cache capacity for this process (read when its first primitive is
     made, so call it before any model runs); a value the user set in ONEDNN_PRIMITIVE_CACHE_CAPACITY

@@ -54,7 +54,9 @@ def test_weight_bytes_counts_packed_linears():
 
 
 def test_gpt2_bytes_equal_transformers_parameters(gpt2_checkpoint, gpt2_native):
-    """Ours and transformers' GPT-2 (LM head tied to the token embeddings in both) read the same bytes."""
+    """Ours and transformers' GPT-2 (LM head tied to the token embeddings in both) hold the same
+    bytes, plus our packed copy of the head; a decoding step reads one row of the positions and of the
+    embeddings, and the head once."""
     from transformers import GPT2LMHeadModel
 
     from engine.device import resolve
@@ -62,10 +64,13 @@ def test_gpt2_bytes_equal_transformers_parameters(gpt2_checkpoint, gpt2_native):
     ours = gpt2.from_checkpoint(gpt2_checkpoint, resolve("cpu", "exact"))
     theirs = GPT2LMHeadModel.from_pretrained(gpt2_native)
     unique = {p.data_ptr(): p.numel() for p in theirs.parameters()}
-    assert floor.weight_bytes(ours) == floor.weight_bytes(theirs) == 4 * sum(unique.values())
     c = ours.config
-    step = floor.weight_bytes(ours, {"wpe.weight": 1})  # a decoding step: one position row
-    assert floor.weight_bytes(ours) - step == (c.n_positions - 1) * c.n_embd * 4
+    head = c.vocab_size * c.n_embd * 4
+    assert ours.packed_head is not None
+    assert floor.weight_bytes(theirs) == 4 * sum(unique.values())
+    assert floor.weight_bytes(ours) == floor.weight_bytes(theirs) + head
+    step = floor.weight_bytes(ours, {"wpe.weight": 1, "wte.weight": 1})
+    assert step == floor.weight_bytes(theirs) - (c.n_positions - 1) * c.n_embd * 4 + c.n_embd * 4
 
 
 def test_bert_bytes_per_call():

@@ -57,3 +57,15 @@ def test_importing_the_engine_bounds_onednn_primitive_cache_unless_the_user_set_
     out = subprocess.run([sys.executable, "-c", code], env={**env, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1000"},
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1000"
+
+
+@pytest.mark.skipif(memory.heap_mb() is None, reason="glibc >= 2.33 only")
+def test_heap_mb_counts_what_malloc_holds():
+    import numpy as np
+    before, _ = memory.heap_mb()
+    block = np.ones(64 * 2**20 // 8)  # 64 MB from malloc (mmapped: numpy allocates through it)
+    during, _ = memory.heap_mb()
+    del block
+    after, _ = memory.heap_mb()
+    assert during - before > 60
+    assert during - after > 60

@@ -290,22 +290,19 @@ def test_spiece_model_equals_sentencepiece(tokenizer_folders):
             assert ours.encode(text).ids == sp.encode(text) + [1], text
 
 
-def test_decode_layout_keeps_the_values(small, monkeypatch):
-    """The wide matrices are laid out for the rows a step multiplies (one row: (in, out) memory; beams:
-    (out, in)); the values, and so the logits, stay those of transformers."""
-    monkeypatch.setattr(t5, "LAYOUT_MIN_BYTES", 0)  # the tiny model's matrices count as large
-    ours, theirs = small
-    head = ours.shared.weight
-    before = head.detach().clone()
-    v = ours.config.vocab_size
-    src, tgt = _ids(9, 11, v), _ids(5, 12, v, start=0)
-    with torch.no_grad():
-        ref = theirs(input_ids=src, decoder_input_ids=tgt).logits
-    for rows, column_major in ((1, True), (4, False), (1, True)):
-        t5.decode_layout(ours, rows)
-        assert (head.stride(0) == 1) == column_major
-        assert torch.equal(ours.shared.weight, before)
-        wi = ours.decoder.block[0].layer[2].DenseReluDense.wi.weight
-        assert (wi.stride(0) == 1) == column_major
+def test_matrices_are_packed_for_decoding(small, flan):
+    """On the CPU every linear layer runs packed for decoding steps (optimize.pack_for_decoding); a
+    tied head gets a packed copy (the shared table stays for the lookup), an untied one is packed in
+    place. The logits stay those of transformers."""
+    from torch import nn
+
+    from engine.models.optimize import PackedLinear
+    for (ours, theirs), tied in ((small, True), (flan, False)):
+        assert not any(type(m) is nn.Linear for m in ours.modules())
+        assert (ours.packed_head is not None) == tied
+        assert isinstance(ours.lm_head, PackedLinear) != tied
+        v = ours.config.vocab_size
+        src, tgt = _ids(9, 11, v), _ids(5, 12, v, start=0)
+        with torch.no_grad():
+            ref = theirs(input_ids=src, decoder_input_ids=tgt).logits
         assert (ours(src, tgt).logits - ref).abs().max().item() < 1e-4
-    t5.decode_layout(ours, 4)

@@ -29,7 +29,7 @@ from torch import nn
 from ..device import Placement
 from ..errors import CheckpointError, InputError
 from .common import drop_legacy_buffers, load_strict, one_shared_embedding, require
-from .optimize import place
+from .optimize import linear_add, linear_gelu, pack_for_decoding, place
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,10 @@ class BartConfig:
         return c
 
 
-def _act(x: torch.Tensor, act: str) -> torch.Tensor:
-    return F.relu(x) if act == "relu" else F.gelu(x, approximate=ACTIVATIONS[act])
+def _feed_forward(fc1: nn.Module, fc2: nn.Module, x: torch.Tensor, act: str) -> torch.Tensor:
+    """x + fc2(act(fc1(x))): the activation and the residual add fused into the GEMMs where packed."""
+    h = F.relu(fc1(x)) if act == "relu" else linear_gelu(fc1, x, approximate=ACTIVATIONS[act])
+    return linear_add(fc2, h, x)
 
 
 class Attention(nn.Module):
@@ -137,7 +139,7 @@ class EncoderLayer(nn.Module):
     def forward(self, x, mask):
         k, v = self.self_attn.kv(x)
         x = self.self_attn_layer_norm(x + self.self_attn.attend(x, k, v, mask)[0])
-        return self.final_layer_norm(x + self.fc2(_act(self.fc1(x), self.act)))
+        return self.final_layer_norm(_feed_forward(self.fc1, self.fc2, x, self.act))
 
 
 class DecoderLayer(nn.Module):
@@ -199,6 +201,8 @@ class Bart(nn.Module):
         self.register_buffer("final_logits_bias", torch.zeros(1, config.vocab_size))
         self.lm_head = None if config.tie_word_embeddings else nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.embed_scale = config.d_model ** 0.5 if config.scale_embedding else 1.0
+        #: the tied head (+ final_logits_bias) packed for decoding steps (pack_for_decoding), or None
+        self.packed_head: nn.Module | None = None
 
     def _embed(self, stack: Stack, ids: torch.Tensor, past: int) -> torch.Tensor:
         t = ids.shape[1]
@@ -254,13 +258,16 @@ class Bart(nn.Module):
             a, w = layer.encoder_attn.attend(x, cross[0], cross[1], mask, want_weights=want_cross)
             crosses.append(w)
             x = layer.encoder_attn_layer_norm(x + a)
-            x = layer.final_layer_norm(x + layer.fc2(_act(layer.fc1(x), layer.act)))
+            x = layer.final_layer_norm(_feed_forward(layer.fc1, layer.fc2, x, layer.act))
         if cache is not None:
             cache.length = past + t
         if last_only:
             x = x[:, -1:]
-        weight = self.shared.weight if self.lm_head is None else self.lm_head.weight
-        logits = F.linear(x, weight) + self.final_logits_bias.to(x.dtype)
+        if self.packed_head is not None:
+            logits = self.packed_head(x)  # the bias included
+        else:
+            logits = (F.linear(x, self.shared.weight) if self.lm_head is None else self.lm_head(x)) \
+                + self.final_logits_bias.to(x.dtype)
         return BartOutput(logits.float(), tuple(crosses) if want_cross else None)
 
     def forward(self, input_ids: torch.Tensor, decoder_input_ids: torch.Tensor,
@@ -302,7 +309,11 @@ def from_checkpoint(folder: Path, placement: Placement) -> Bart:
     model = build(config, load_weights(folder))
     log.info("bart: %d+%d layers, width %d, vocabulary %d", config.encoder_layers, config.decoder_layers,
              config.d_model, config.vocab_size)
-    return place(model, placement)
+    model = place(model, placement)
+    model.packed_head = pack_for_decoding(model, device=placement.device, dtype=placement.dtype,
+                                          tied_head=model.shared.weight if model.lm_head is None else None,
+                                          head_bias=model.final_logits_bias[0])
+    return model
 
 
 def stepper(model: Bart, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):

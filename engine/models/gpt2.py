@@ -12,7 +12,7 @@ next one, as in the seed's walk-through ("How 🤗 Transformers solve tasks", GP
 Generation (engine/generation.py) calls the model once on the prompt and then once per new token;
 the keys and values every layer computed for earlier tokens are kept in a :class:`KVCache`, so a
 step computes one token's row only. Such a step reads every weight once for a row or a few (beam
-search): on the CPU its matrices are laid out for that (:func:`decode_layout`, :func:`linear`).
+search): on the CPU its matrices are packed for that at load (optimize.pack_for_decoding).
 
 Checkpoint layouts read (:func:`remap`): the hub's openai-community/gpt2 and distilbert/distilgpt2
 (keys without the ``transformer.`` prefix, the legacy ``attn.bias`` causal-mask and
@@ -35,7 +35,7 @@ from torch import nn
 from ..device import Placement
 from ..errors import CheckpointError, InputError
 from .common import drop_legacy_buffers, load_strict, require
-from .optimize import place
+from .optimize import linear_gelu, pack_for_decoding, place
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class Attention(nn.Module):
                 want_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x (B, T, D) after ``past`` cached tokens -> (B, T, D); the new keys / values written into ``cache``."""
         b, t, d = x.shape
-        qkv = linear(self.c_attn, x).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, h, T, hd)
+        qkv = self.c_attn(x).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, h, T, hd)
         q = qkv[0]
         if cache is not None:
             k, v = cache.write(layer, qkv[1:], past)  # (B, h, past + T, hd) each, views of the cache
@@ -207,7 +207,7 @@ class Attention(nn.Module):
             scores = (q.float() @ k.float().transpose(-2, -1)) * self.scale  # (B, h, T, total)
             allowed = torch.ones(t, total, dtype=torch.bool, device=x.device).tril(diagonal=past)
             weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
-        return linear(self.c_proj, out.transpose(1, 2).reshape(b, t, d)), weights  # (B, T, D)
+        return self.c_proj(out.transpose(1, 2).reshape(b, t, d)), weights  # (B, T, D)
 
 
 class MLP(nn.Module):
@@ -218,9 +218,11 @@ class MLP(nn.Module):
         self.act = config.activation_function
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = linear(self.c_fc, x)
-        h = F.relu(h) if self.act == "relu" else F.gelu(h, approximate=ACTIVATIONS[self.act])
-        return linear(self.c_proj, h)
+        if self.act == "relu":
+            h = F.relu(self.c_fc(x))
+        else:  # one fused GEMM + GELU where c_fc is packed
+            h = linear_gelu(self.c_fc, x, approximate=ACTIVATIONS[self.act])
+        return self.c_proj(h)
 
 
 class Block(nn.Module):
@@ -249,6 +251,8 @@ class GPT2(nn.Module):
         self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.lm_head = None if config.tie_word_embeddings else nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        #: the tied head packed for decoding steps (a copy of wte's matrix; pack_for_decoding), or None
+        self.packed_head: nn.Module | None = None
 
     def new_cache(self) -> KVCache:
         c = self.config
@@ -278,8 +282,12 @@ class GPT2(nn.Module):
         if cache is not None:
             cache.length = past + t
         x = self.ln_f(x)
-        head = self.wte if self.lm_head is None else self.lm_head  # tied: the token embeddings
-        logits = linear(head, x)  # (B, T, vocab)
+        if self.packed_head is not None:
+            logits = self.packed_head(x)  # (B, T, vocab)
+        elif self.lm_head is not None:
+            logits = self.lm_head(x)
+        else:  # tied: the token embeddings
+            logits = F.linear(x, self.wte.weight)
         return GPT2Output(logits.float(), cache, tuple(attentions) if want_attention else None)
 
 
@@ -322,86 +330,9 @@ def from_checkpoint(folder: Path, placement: Placement) -> GPT2:
     log.info("gpt2: %d layers, width %d, %d heads, vocabulary %d", config.n_layer, config.n_embd,
              config.n_head, config.vocab_size)
     model = place(model, placement)
-    decode_layout(model, rows=1)
+    model.packed_head = pack_for_decoding(model, device=placement.device, dtype=placement.dtype,
+                                          tied_head=model.wte.weight if model.lm_head is None else None)
     return model
-
-
-# ----------------------------------------------------------------------------- decoding speed (CPU)
-#
-# A decoding step at batch 1 multiplies a few rows (1 for greedy and sampling, num_beams for beam
-# search) by every matrix once: it reads the weights from memory and does little arithmetic, so its
-# floor is the memory's read bandwidth (benchmarks/floor.py). How near MKL's kernels come to it
-# depends on the matrix layout and on how the product is asked for (measured on an AMD EPYC Zen 3,
-# 1 and 2 threads, GPT-2 small's matrices; benchmarks/text_generation.py):
-#
-# * one row: the matrix-vector product reads an (in, out) row-major matrix (OpenAI's Conv1D layout,
-#   the transposed view of our (out, in) weight) at about the bandwidth, and the (out, in) layout
-#   ~1.4x slower — except the wide-input MLP c_proj (3072 -> 768), where (out, in) is the faster;
-# * 2..SMALL_ROWS rows: ``W @ x^T`` on the (out, in) layout (MKL's small-M kernel) is ~1.5x faster
-#   than ``x @ W^T`` on either layout.
-#
-# So the matrices are laid out for the rows a step multiplies (decode_layout, called by stepper()
-# once it knows the batch; a switch between greedy and beam search copies each matrix once) and
-# :func:`linear` asks for the product the fast way. The values never change, only the order in
-# which the sums are rounded (~1e-6 relative). Matrices under LAYOUT_MIN_BYTES stay as loaded and
-# take F.linear: they stay in the caches, so their layout does not change what a step reads.
-
-#: matrices smaller than this are left alone (they sit in the caches after the first step)
-LAYOUT_MIN_BYTES = 2 ** 20
-#: the most rows a step multiplies for which ``W @ x^T`` is used (beam search's num_beams)
-SMALL_ROWS = 8
-
-
-def _tunable(weight: torch.Tensor | None, min_bytes: int | None = None) -> bool:
-    min_bytes = LAYOUT_MIN_BYTES if min_bytes is None else min_bytes
-    return (weight is not None and weight.dim() == 2 and weight.device.type == "cpu"
-            and weight.dtype == torch.float32 and weight.numel() * weight.element_size() >= min_bytes)
-
-
-def linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """x (..., in) -> (..., out) = x W^T + b for an nn.Linear, or an nn.Embedding used as the tied LM
-    head (no bias): F.linear, except for 2..SMALL_ROWS rows on a large (out, in) row-major CPU matrix,
-    computed as ``b + W x^T`` (see above)."""
-    weight = layer.weight
-    bias = getattr(layer, "bias", None)
-    rows = x.numel() // x.shape[-1]
-    if 1 < rows <= SMALL_ROWS and weight.stride(1) == 1 and _tunable(weight):
-        x2 = x.reshape(rows, x.shape[-1]).contiguous()  # (rows, in) row-major: MKL's slow kernel otherwise
-        if bias is None:
-            y = torch.mm(weight, x2.t())  # (out, rows)
-        else:
-            y = torch.addmm(bias.unsqueeze(1), weight, x2.t())  # (out, rows)
-        return y.t().contiguous().view(*x.shape[:-1], weight.shape[0])  # (..., out), row-major for what follows
-    return F.linear(x, weight, bias)
-
-
-def decode_layout(model: GPT2, rows: int = 1, min_bytes: int | None = None) -> int:
-    """Lay out ``model``'s large float32 CPU matrices (linear layers; the token embeddings, which are
-    the LM head) for decoding steps of ``rows`` rows: one row — (in, out) memory (column-major
-    (out, in) tensors) where in <= out, (out, in) row-major where in > out; several rows — all
-    (out, in) row-major. The same tensors, values and names; the embedding lookup reads the same
-    rows. Only matrices of at least ``min_bytes`` (default LAYOUT_MIN_BYTES). Returns how many were
-    copied (0 when they were laid out so already, off the CPU or in reduced precision, where this was
-    not measured)."""
-    copied = 0
-    for module in model.modules():
-        if not isinstance(module, (nn.Linear, nn.Embedding)) or module is model.wpe:  # positions: a row a step
-            continue
-        weight = module.weight
-        if not _tunable(weight, min_bytes):
-            continue
-        out_features, in_features = weight.shape
-        column = rows == 1 and in_features <= out_features
-        with torch.inference_mode(False):  # plain tensors, whichever mode the caller is in
-            if column and weight.stride(0) != 1:
-                weight.data = weight.data.t().contiguous().t()  # (out, in) values, (in, out) memory
-                copied += 1
-            elif not column and weight.stride(1) != 1:
-                weight.data = weight.data.contiguous()
-                copied += 1
-    if copied:
-        log.debug("gpt2: %d matrices laid out for %d-row decoding steps", copied, rows)
-    return copied
 
 
 def stepper(model: GPT2):
@@ -410,8 +341,6 @@ def stepper(model: GPT2):
     cache = model.new_cache()
 
     def step(new: torch.Tensor) -> torch.Tensor:
-        if cache.length == 0:  # the prompt: the steps after it multiply new.shape[0] rows
-            decode_layout(model, rows=new.shape[0])
         with torch.inference_mode():
             return model(new, cache, last_only=True).logits[:, -1]
 

@@ -40,7 +40,7 @@ from ..device import Placement
 from ..errors import CheckpointError
 from .bart import DecoderCache  # the same cache: self-attention K/V per layer, cross-attention K/V once
 from .common import drop_legacy_buffers, load_strict, one_shared_embedding, require
-from .optimize import place
+from .optimize import PackedLinear, pack_for_decoding, place
 
 log = logging.getLogger(__name__)
 
@@ -208,9 +208,11 @@ class DenseReluDense(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gated:
-            h = _act(linear(self.wi_0.weight, x), self.act) * linear(self.wi_1.weight, x)  # (B, T, d_ff)
+            h = _act(self.wi_0(x), self.act) * self.wi_1(x)  # (B, T, d_ff)
         else:
-            h = _act(linear(self.wi.weight, x), self.act)  # (B, T, d_ff)
+            h = _act(self.wi(x), self.act)  # (B, T, d_ff)
+        if isinstance(self.wo, PackedLinear):  # takes its input in its own dtype
+            return self.wo(h)
         return self.wo(h.to(self.wo.weight.dtype))
 
 
@@ -294,6 +296,8 @@ class T5(nn.Module):
         self.decoder = Stack(config, decoder=True)
         self.lm_head = None if config.tie_word_embeddings else nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.head_scale = config.d_model ** -0.5 if config.scale_decoder_outputs else 1.0
+        #: the tied head packed for decoding steps (pack_for_decoding), or None
+        self.packed_head: nn.Module | None = None
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids (B, S) -> encoder states (B, S, D)."""
@@ -349,8 +353,11 @@ class T5(nn.Module):
         if last_only:
             x = x[:, -1:]
         x = self.decoder.final_layer_norm(x) * self.head_scale
-        weight = self.shared.weight if self.lm_head is None else self.lm_head.weight
-        return T5Output(linear(weight, x).float(), tuple(crosses) if want_cross else None)
+        if self.packed_head is not None:
+            logits = self.packed_head(x)
+        else:
+            logits = F.linear(x, self.shared.weight) if self.lm_head is None else self.lm_head(x)
+        return T5Output(logits.float(), tuple(crosses) if want_cross else None)
 
     def forward(self, input_ids: torch.Tensor, decoder_input_ids: torch.Tensor,
                 attention_mask: torch.Tensor | None = None) -> T5Output:
@@ -363,56 +370,6 @@ class T5(nn.Module):
         with torch.inference_mode():
             out = self.decode(output_ids[:, :-1], self.encode(input_ids), want_cross=True)
         return torch.stack([w[0].mean(dim=0) for w in out.cross_attentions])
-
-
-# ----------------------------------------------------------------------------- decoding speed (CPU)
-#
-# A decoding step multiplies a few rows (1 greedy, num_beams for beam search) by every decoder matrix
-# once, so it is bound by reading the weights; the LM head (32,128 x 512 in t5-small, 66 MB) is the
-# largest of them. How near MKL comes to the read bandwidth depends on the layout and on how the
-# product is asked for (measured on an AMD EPYC Zen 3, 1 thread, t5-small's shapes; the same finding
-# as engine/models/gpt2.py's): for matrices with more outputs than inputs (the head, wi), one row runs
-# ~2x faster on (in, out) memory, and 2..SMALL_ROWS rows ~2x faster as ``W @ x^T`` on the (out, in)
-# layout than as ``x @ W^T``; narrow matrices (wo, the attention projections) are as fast as loaded.
-# The values never change, only the order in which sums are rounded (~1e-6 relative).
-
-LAYOUT_MIN_BYTES = 2 ** 20  # smaller matrices stay in the caches: their layout does not matter
-SMALL_ROWS = 8
-
-
-def _wide(weight: torch.Tensor) -> bool:
-    return (weight.dim() == 2 and weight.shape[0] > weight.shape[1] and weight.device.type == "cpu"
-            and weight.dtype == torch.float32 and weight.numel() * weight.element_size() >= LAYOUT_MIN_BYTES)
-
-
-def linear(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """x (..., in) -> (..., out) = x W^T (no bias), as ``W x^T`` for 2..SMALL_ROWS rows on a wide
-    row-major CPU matrix (see above), else F.linear."""
-    rows = x.numel() // x.shape[-1]
-    if 1 < rows <= SMALL_ROWS and weight.stride(1) == 1 and _wide(weight):
-        y = torch.mm(weight, x.reshape(rows, x.shape[-1]).t())  # (out, rows)
-        return y.t().contiguous().view(*x.shape[:-1], weight.shape[0])  # (..., out), row-major for the next layer
-    return F.linear(x, weight)
-
-
-def decode_layout(model: T5, rows: int) -> int:
-    """Lay out the decoder's wide float32 CPU matrices (the LM head, wi) for decoding steps of
-    ``rows`` rows: (in, out) memory for one row, (out, in) row-major for several; the same values
-    and names (the embedding lookup reads the same rows). Returns how many matrices were copied."""
-    weights = [model.shared.weight if model.lm_head is None else model.lm_head.weight]
-    weights += [p for n, p in model.decoder.named_parameters() if ".DenseReluDense.wi" in n]
-    copied = 0
-    for w in weights:
-        if not _wide(w):
-            continue
-        with torch.inference_mode(False):  # plain tensors, whichever mode the caller is in
-            if rows == 1 and w.stride(0) != 1:
-                w.data = w.data.t().contiguous().t()  # (out, in) values in (in, out) memory
-                copied += 1
-            elif rows > 1 and w.stride(1) != 1:
-                w.data = w.data.contiguous()
-                copied += 1
-    return copied
 
 
 # ----------------------------------------------------------------------------- loading
@@ -440,7 +397,10 @@ def from_checkpoint(folder: Path, placement: Placement) -> T5:
     log.info("t5: %d+%d layers, width %d, vocabulary %d, %s feed-forward, %s head", config.num_layers,
              config.num_decoder_layers, config.d_model, config.vocab_size,
              ("gated " if config.gated else "") + config.activation, "tied" if config.tie_word_embeddings else "untied")
-    return place(model, placement)
+    model = place(model, placement)
+    model.packed_head = pack_for_decoding(model, device=placement.device, dtype=placement.dtype,
+                                          tied_head=model.shared.weight if model.lm_head is None else None)
+    return model
 
 
 def stepper(model: T5, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
@@ -450,8 +410,6 @@ def stepper(model: T5, input_ids: torch.Tensor, attention_mask: torch.Tensor | N
     cache = model.new_cache()
 
     def step(new: torch.Tensor) -> torch.Tensor:
-        if cache.length == 0:  # every step multiplies new.shape[0] rows (the beams)
-            decode_layout(model, new.shape[0])
         enc = states if states.shape[0] == new.shape[0] else states.expand(new.shape[0], -1, -1)
         with torch.inference_mode():
             return model.decode(new, enc, cache, last_only=True).logits[:, -1]
