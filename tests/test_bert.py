@@ -221,3 +221,29 @@ def test_fast_precision_keeps_the_answers_or_runs_exact(bert_head_checkpoints, p
     torch.testing.assert_close(got.softmax(-1), want.softmax(-1), atol=0.05, rtol=0)
     placement, notice = bert.fast_placement(fast, "masked-lm")
     assert placement.precision == "exact" and placement.dtype == torch.float32 and "masked-LM" in notice
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_masked_lm_decoder_packed_matches_transformers(tied, tmp_path):
+    """On the CPU the MLM decoder runs packed: a tied one as a packed copy of the token embeddings (the
+    lookup keeps the plain table), an untied one packed in place with the other layers (it crashed:
+    the forward read the packed layer's .weight). The logits stay transformers'."""
+    from tests.fixtures_bert import _model, write_vocab
+    theirs = _model("BertForMaskedLM", 811, cased=False, tie_word_embeddings=tied)
+    if not tied:
+        assert not torch.equal(theirs.cls.predictions.decoder.weight, theirs.bert.embeddings.word_embeddings.weight)
+    theirs.save_pretrained(tmp_path)
+    write_vocab(tmp_path, cased=False, tokenizer_json=False)
+    ours = bert.from_checkpoint(tmp_path, EXACT, "masked-lm")
+    p = ours.cls.predictions
+    assert (p.packed is not None) == tied
+    assert tied or isinstance(p.decoder, bert.PackedLinear)
+    ids, types, mask = _inputs(theirs.config.vocab_size, 2, pad=3)
+    with torch.inference_mode():
+        want = theirs(input_ids=ids, token_type_ids=types, attention_mask=mask).logits
+        got = ours(ids, types, mask).logits
+        rows = ours(ids, types, mask, rows=torch.tensor([1, 4])).logits  # the [MASK] rows only
+    assert want.std() > 0.1
+    keep = mask.bool()
+    torch.testing.assert_close(got[keep], want[keep], atol=1e-4, rtol=0)
+    torch.testing.assert_close(rows, want[:, [1, 4]], atol=1e-4, rtol=0)

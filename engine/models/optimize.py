@@ -350,7 +350,15 @@ def pack_for_decoding(model: nn.Module, *, device: torch.device | str, dtype: to
     (another device, a dtype oneDNN does not pack, or the check failed): the model is then as it was."""
     if not pack_linears(model, device=device, dtype=dtype, rows=DECODE_ROWS) or tied_head is None:
         return None
-    if tied_head.dtype != dtype:
+    return packed_copy(tied_head, head_bias)
+
+
+def packed_copy(weight: torch.Tensor, bias: torch.Tensor | None = None, rows: int = DECODE_ROWS
+                ) -> PackedLinear | None:
+    """A PackedLinear computing ``x weight^T + bias`` from a (out, in) matrix that stays in use as it is
+    elsewhere (token embeddings that are also the head): a packed copy, ``rows`` rows (DECODE_ROWS: a
+    few rows a call). None where oneDNN does not pack it (see can_pack); call it once packing_is_exact
+    passed for the model (pack_linears packed something)."""
+    if not can_pack(weight.device, weight.dtype):
         return None
-    bias = None if head_bias is None else head_bias.to(dtype)
-    return PackedLinear(make_linear(tied_head, bias), DECODE_ROWS)
+    return PackedLinear(make_linear(weight, None if bias is None else bias.to(weight.dtype)), rows)
