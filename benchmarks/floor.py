@@ -43,13 +43,13 @@ def gemm_gflops(dtype_name: str = "float32", device: str = "cpu") -> float:
     b = torch.randn(n, n, device=device).to(dtype)
     products = [lambda: a @ b]
     if torch.device(device).type == "cpu":
-        from engine.models.optimize import _linear_pointwise, _reorder_linear_weight, can_pack
-        if can_pack("cpu", dtype):
-            try:
-                packed = _reorder_linear_weight(b.t().contiguous(), n)  # (out, in) as nn.Linear's weight
-                products.append(lambda: _linear_pointwise(a, packed, None, "none", [], ""))
-            except (RuntimeError, TypeError):  # a torch build without these oneDNN ops
-                pass
+        from engine.models.optimize import packed_copy
+        try:
+            packed = packed_copy(b.t().contiguous(), rows=n)  # (out, in) as nn.Linear's weight: a @ b
+        except (RuntimeError, TypeError):  # a torch build without these oneDNN ops
+            packed = None
+        if packed is not None:
+            products.append(lambda: packed(a))
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     best = float("inf")
     for product in products:

@@ -156,11 +156,11 @@ def step_bytes(model, kind: str, rows: int = 1) -> int:
                if name.startswith("encoder.") or any(s in name for s in cross_kv)}
     if kind == "bart":
         partial["decoder.embed_positions.weight"] = 1
-    if model.lm_head is not None or getattr(model, "packed_head", None) is not None:
+    if model.lm_head is not None or model.packed_head is not None:
         partial["shared.weight"] = rows  # the head is another matrix: the embeddings are only looked up
     total = weight_bytes(model, partial)
     bias = getattr(model, "final_logits_bias", None)
-    if bias is not None and getattr(model, "packed_head", None) is None:  # else the packed head's bias
+    if bias is not None and model.packed_head is None:  # else the packed head's bias
         total += bias.numel() * bias.element_size()
     return total
 

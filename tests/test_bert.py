@@ -228,6 +228,7 @@ def test_masked_lm_decoder_packed_matches_transformers(tied, tmp_path):
     """On the CPU the MLM decoder runs packed: a tied one as a packed copy of the token embeddings (the
     lookup keeps the plain table), an untied one packed in place with the other layers (it crashed:
     the forward read the packed layer's .weight). The logits stay transformers'."""
+    from engine.models.optimize import PackedLinear
     from tests.fixtures_bert import _model, write_vocab
     theirs = _model("BertForMaskedLM", 811, cased=False, tie_word_embeddings=tied)
     if not tied:
@@ -237,7 +238,7 @@ def test_masked_lm_decoder_packed_matches_transformers(tied, tmp_path):
     ours = bert.from_checkpoint(tmp_path, EXACT, "masked-lm")
     p = ours.cls.predictions
     assert (p.packed is not None) == tied
-    assert tied or isinstance(p.decoder, bert.PackedLinear)
+    assert tied or isinstance(p.decoder, PackedLinear)
     ids, types, mask = _inputs(theirs.config.vocab_size, 2, pad=3)
     with torch.inference_mode():
         want = theirs(input_ids=ids, token_type_ids=types, attention_mask=mask).logits

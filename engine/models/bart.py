@@ -29,7 +29,7 @@ from torch import nn
 from ..device import Placement
 from ..errors import CheckpointError, InputError
 from .common import drop_legacy_buffers, load_strict, one_shared_embedding, require
-from .optimize import linear_add, linear_gelu, pack_for_decoding, place
+from .optimize import linear_add, linear_gelu, pack_for_decoding, place, vocab_logits
 
 log = logging.getLogger(__name__)
 
@@ -263,11 +263,7 @@ class Bart(nn.Module):
             cache.length = past + t
         if last_only:
             x = x[:, -1:]
-        if self.packed_head is not None:
-            logits = self.packed_head(x)  # the bias included
-        else:
-            logits = (F.linear(x, self.shared.weight) if self.lm_head is None else self.lm_head(x)) \
-                + self.final_logits_bias.to(x.dtype)
+        logits = vocab_logits(x, self.packed_head, self.lm_head, self.shared.weight, self.final_logits_bias[0])
         return BartOutput(logits.float(), tuple(crosses) if want_cross else None)
 
     def forward(self, input_ids: torch.Tensor, decoder_input_ids: torch.Tensor,

@@ -56,8 +56,8 @@ from torch import nn
 from ..device import Placement
 from ..errors import CheckpointError, InputError
 from .common import drop_legacy_buffers, load_strict, require
-from .optimize import FastPlan, PackedLinear, cast_at_boundaries, linear_add, linear_gelu, pack_linears, \
-    packed_copy, place
+from .optimize import FastPlan, cast_at_boundaries, linear_add, linear_gelu, pack_linears, packed_copy, place, \
+    vocab_logits
 
 log = logging.getLogger(__name__)
 
@@ -419,13 +419,8 @@ class Bert(nn.Module):
         elif self.head == "masked-lm":
             p = self.cls.predictions
             h = p.transform(hidden)  # (B, R, D)
-            if p.packed is not None:
-                logits = p.packed(h)  # (B, R, vocab)
-            elif isinstance(p.decoder, PackedLinear):  # untied, packed with the other layers
-                logits = p.decoder(h) + p.bias.to(p.decoder.dtype)
-            else:
-                weight = self.bert.embeddings.word_embeddings.weight if p.decoder is None else p.decoder.weight
-                logits = F.linear(h.to(weight.dtype), weight, p.bias.to(weight.dtype))  # (B, R, vocab)
+            logits = vocab_logits(h, p.packed, p.decoder, self.bert.embeddings.word_embeddings.weight,
+                                  p.bias)  # (B, R, vocab)
         else:
             logits = hidden  # (B, T|R, D)
         return BertOutput(logits.float(), attentions)

@@ -35,7 +35,7 @@ from torch import nn
 from ..device import Placement
 from ..errors import CheckpointError, InputError
 from .common import drop_legacy_buffers, load_strict, require
-from .optimize import linear_gelu, pack_for_decoding, place
+from .optimize import linear_gelu, pack_for_decoding, place, vocab_logits
 
 log = logging.getLogger(__name__)
 
@@ -282,12 +282,7 @@ class GPT2(nn.Module):
         if cache is not None:
             cache.length = past + t
         x = self.ln_f(x)
-        if self.packed_head is not None:
-            logits = self.packed_head(x)  # (B, T, vocab)
-        elif self.lm_head is not None:
-            logits = self.lm_head(x)
-        else:  # tied: the token embeddings
-            logits = F.linear(x, self.wte.weight)
+        logits = vocab_logits(x, self.packed_head, self.lm_head, self.wte.weight)  # (B, T, vocab)
         return GPT2Output(logits.float(), cache, tuple(attentions) if want_attention else None)
 
 

@@ -362,3 +362,14 @@ def packed_copy(weight: torch.Tensor, bias: torch.Tensor | None = None, rows: in
     if not can_pack(weight.device, weight.dtype):
         return None
     return PackedLinear(make_linear(weight, None if bias is None else bias.to(weight.dtype)), rows)
+
+
+def vocab_logits(x: torch.Tensor, packed: nn.Module | None, head: nn.Module | None, table: torch.Tensor,
+                 bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x (..., d) -> (..., vocab) logits of a language-model head: its packed copy when there is one
+    (:func:`packed_copy`, the bias inside), else a separate ``head`` layer (nn.Linear or PackedLinear,
+    no bias), else the token embeddings ``table`` (vocab, d) it is tied to; plus ``bias``."""
+    if packed is not None:
+        return packed(x)
+    y = head(x) if head is not None else F.linear(x.to(table.dtype), table)
+    return y if bias is None else y + bias.to(y.dtype)

@@ -40,7 +40,7 @@ from ..device import Placement
 from ..errors import CheckpointError
 from .bart import DecoderCache  # the same cache: self-attention K/V per layer, cross-attention K/V once
 from .common import drop_legacy_buffers, load_strict, one_shared_embedding, require
-from .optimize import PackedLinear, pack_for_decoding, place
+from .optimize import module_dtype, pack_for_decoding, place, vocab_logits
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +211,7 @@ class DenseReluDense(nn.Module):
             h = _act(self.wi_0(x), self.act) * self.wi_1(x)  # (B, T, d_ff)
         else:
             h = _act(self.wi(x), self.act)  # (B, T, d_ff)
-        if isinstance(self.wo, PackedLinear):  # takes its input in its own dtype
-            return self.wo(h)
-        return self.wo(h.to(self.wo.weight.dtype))
+        return self.wo(h.to(module_dtype(self.wo)))
 
 
 class FeedForwardLayer(nn.Module):
@@ -353,10 +351,7 @@ class T5(nn.Module):
         if last_only:
             x = x[:, -1:]
         x = self.decoder.final_layer_norm(x) * self.head_scale
-        if self.packed_head is not None:
-            logits = self.packed_head(x)
-        else:
-            logits = F.linear(x, self.shared.weight) if self.lm_head is None else self.lm_head(x)
+        logits = vocab_logits(x, self.packed_head, self.lm_head, self.shared.weight)
         return T5Output(logits.float(), tuple(crosses) if want_cross else None)
 
     def forward(self, input_ids: torch.Tensor, decoder_input_ids: torch.Tensor,
