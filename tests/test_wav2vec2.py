@@ -149,3 +149,55 @@ def test_feature_encoder_convolution_as_gemms_equals_conv1d(batch, length, c_in,
     torch.testing.assert_close(got, want.transpose(1, 2), atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="at least"):
         w2v.conv1d_gemm(x[:, :, : k - 1].transpose(1, 2), w, b, stride)
+
+
+@pytest.mark.parametrize("batch,length,c_in,c_out,k,stride,bias", [
+    (1, 50, 8, 6, 3, 2, False), (2, 51, 8, 6, 3, 2, True), (1, 9, 4, 5, 2, 2, True), (1, 700, 8, 6, 3, 2, True),
+    (1, 3, 3, 4, 3, 1, False), (3, 17, 5, 5, 4, 3, False), (1, 64, 4, 3, 5, 2, True), (1, 33, 4, 3, 2, 3, True),
+    (1, 4100, 4, 6, 3, 2, False)])
+def test_packed_convolution_equals_conv1d(batch, length, c_in, c_out, k, stride, bias):
+    """PackedConv1d (oneDNN GEMMs on packed weights, taps grouped by rows of S frames) equals F.conv1d:
+    inputs read in place, too short for the last taps' rows (added from earlier rows, or copied),
+    kernels over 1, 2 and 3 rows, a kernel shorter than its stride, and batches."""
+    from engine.models.optimize import can_pack
+    if not can_pack("cpu", torch.float32):
+        pytest.skip("oneDNN packed linears are not in this torch build")
+    g = torch.Generator().manual_seed(length)
+    x = torch.randn(batch, c_in, length, generator=g)
+    conv = torch.nn.Conv1d(c_in, c_out, k, stride=stride, bias=bias)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g))
+        if bias:
+            conv.bias.copy_(torch.randn(c_out, generator=g))
+    packed = w2v.PackedConv1d(conv)
+    with torch.inference_mode():
+        want = conv(x).transpose(1, 2)  # (B, L', C_out)
+        got = packed(x.transpose(1, 2).contiguous())
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+        # an input whose storage holds extra rows (a packed layer's output): read in place, same result
+        roomy = torch.randn(batch, length + 40, c_in, generator=g)
+        roomy[:, :length] = x.transpose(1, 2)
+        torch.testing.assert_close(packed(roomy[:, :length]), want, atol=1e-4, rtol=1e-4)
+        with pytest.raises(ValueError, match="at least"):
+            packed(x[:, :, : k - 1].transpose(1, 2).contiguous())
+
+
+@pytest.mark.parametrize("samples", [400, 401, 1999, 16000 + 123, 80000, 80321])
+def test_packed_feature_encoder_equals_plain(w2v_base_ctc, samples):
+    """The feature encoder with its convolutions packed (rows sized by rows_plan so each layer reads
+    its input in place, scratch rows past the real frames) gives the plain encoder's features."""
+    from engine.models.optimize import can_pack
+    if not can_pack("cpu", torch.float32):
+        pytest.skip("oneDNN packed linears are not in this torch build")
+    cfg = w2v.Wav2Vec2Config.from_hf(dict(read_json(w2v_base_ctc, "config.json"), conv_dim=[32] * 7))
+    torch.manual_seed(samples)
+    plain = w2v.FeatureEncoder(cfg).eval()
+    packed = w2v.FeatureEncoder(cfg).eval()
+    packed.load_state_dict(plain.state_dict())
+    assert all(layer.pack() for layer in packed.conv_layers[1:]) and packed.conv_layers[0].packed is None
+    wave = _wave(samples)
+    with torch.inference_mode():
+        want, got = plain(wave), packed(wave)
+    assert got.shape == want.shape == (1, cfg.num_frames(samples), 32)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)

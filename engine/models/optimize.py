@@ -247,6 +247,16 @@ class PackedLinear(nn.Module):
         residual, _ = _pad_rows(residual.contiguous())
         return _unpad_rows(_linear_pointwise.binary(x, residual, self.packed, self.bias, "add"), m)
 
+    def gemm(self, x: torch.Tensor, gelu: str | None = None) -> torch.Tensor:
+        """(M, in) rows, as given (a strided view is fine; no row bucketing: the caller keeps M to
+        a few sizes) -> (M, out) = x W^T + b, with F.gelu's ``approximate`` = ``gelu`` fused in
+        unless None."""
+        return _linear_pointwise(x, self.packed, self.bias, "none" if gelu is None else "gelu", [], gelu or "")
+
+    def gemm_add(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """(M, in) rows as :meth:`gemm`, residual (M, out) contiguous -> residual + x W^T + b."""
+        return _linear_pointwise.binary(x, residual, self.packed, self.bias, "add")
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, packed for {self.rows} rows"
 
