@@ -186,7 +186,8 @@ def test_packed_convolution_equals_conv1d(batch, length, c_in, c_out, k, stride,
 @pytest.mark.parametrize("samples", [400, 401, 1999, 16000 + 123, 80000, 80321])
 def test_packed_feature_encoder_equals_plain(w2v_base_ctc, samples):
     """The feature encoder with its convolutions packed (rows sized by rows_plan so each layer reads
-    its input in place, scratch rows past the real frames) gives the plain encoder's features."""
+    its input in place, scratch rows past the real frames; the first two layers in chunks, the
+    last chunk partly past the utterance) gives the plain encoder's features, batched or not."""
     from engine.models.optimize import can_pack
     if not can_pack("cpu", torch.float32):
         pytest.skip("oneDNN packed linears are not in this torch build")
@@ -196,8 +197,11 @@ def test_packed_feature_encoder_equals_plain(w2v_base_ctc, samples):
     packed = w2v.FeatureEncoder(cfg).eval()
     packed.load_state_dict(plain.state_dict())
     assert all(layer.pack() for layer in packed.conv_layers[1:]) and packed.conv_layers[0].packed is None
-    wave = _wave(samples)
+    wave = torch.cat([_wave(samples), _wave(samples, seed=1)])  # a batch of two
     with torch.inference_mode():
         want, got = plain(wave), packed(wave)
-    assert got.shape == want.shape == (1, cfg.num_frames(samples), 32)
+        single = packed(wave[1:])
+    assert packed._first_two_in_chunks(samples)  # the first two layers in chunks of CHUNK_ROWS
+    assert got.shape == want.shape == (2, cfg.num_frames(samples), 32)
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(single, want[1:], atol=1e-4, rtol=1e-4)

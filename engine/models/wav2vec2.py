@@ -144,6 +144,11 @@ def conv1d_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return out
 
 
+#: output rows of the feature encoder's second layer computed at a time (FeatureEncoder._first_two): a
+#: power of two, so that every full chunk's GEMMs share one row bucket
+CHUNK_ROWS = 1024
+
+
 class PackedConv1d(nn.Module):
     """A frozen 1-D convolution without padding (kernel K, stride S), channels last, as oneDNN GEMMs on
     packed weights (CPU): the input (L, C_in) read as rows of S frames, so row t holds frames
@@ -287,6 +292,18 @@ class FeatureEncoderConvLayer(nn.Module):
         (the conv bias cancels). Equal to conv + GroupNorm up to float rounding, without the two
         passes over the (C, L') output the norm needs (measured, 5 s of audio: 27-47 -> ~15 ms).
         (B, L, 1) -> (B, L', C)"""
+        frames, weight, bias = self.folded(x)
+        b, t = frames.shape[:2]
+        out = frames.new_empty((b, max(t, rows or 0), weight.shape[2]))  # (B, L' + scratch rows, C)
+        out[:, t:] = 0
+        for i in range(b):  # the convolution as frames @ W'^T: steadier than oneDNN's 1-channel conv (11 vs 12-29 ms)
+            torch.addmm(bias[i], frames[i], weight[i], out=out[i, :t])
+        return out[:, :t]
+
+    def folded(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The first layer's convolution with its GroupNorm folded in (see _conv_group_norm), in the
+        layer's dtype: (B, L, 1) -> frames (B, L', K) (a view of the samples), weight (B, K, C), bias
+        (B, C); the layer's output before its activation is ``frames[i] @ weight[i] + bias[i]``."""
         conv, norm = self.conv, self.layer_norm
         k, stride = conv.kernel_size[0], conv.stride[0]
         b = x.shape[0]
@@ -300,11 +317,7 @@ class FeatureEncoderConvLayer(nn.Module):
         weight = w[None] * scale[:, :, None]  # (B, C, K)
         bias = norm.bias.float() - (mu @ w.t()) * scale  # (B, C)
         dtype = conv.weight.dtype
-        out = frames.new_empty((b, max(t, rows or 0), w.shape[0]), dtype=dtype)  # (B, L' + scratch rows, C)
-        out[:, t:] = 0
-        for i in range(b):  # the convolution as frames @ W'^T: steadier than oneDNN's 1-channel conv (11 vs 12-29 ms)
-            torch.addmm(bias[i].to(dtype), frames[i].to(dtype), weight[i].t().to(dtype), out=out[i, :t])
-        return out[:, :t]
+        return frames.to(dtype), weight.transpose(1, 2).to(dtype), bias.to(dtype)
 
 
 class FeatureEncoder(nn.Module):
@@ -317,9 +330,55 @@ class FeatureEncoder(nn.Module):
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, L) samples -> (B, T, C) features, T = frames of 20 ms"""
         x = wave[:, :, None]  # (B, L, 1)
-        for layer, rows in zip(self.conv_layers, self.rows_plan(wave.shape[1])):
+        plan = self.rows_plan(wave.shape[1])
+        layers = list(zip(self.conv_layers, plan))
+        if self._first_two_in_chunks(wave.shape[1]):
+            if wave.shape[0] > 1:  # one utterance at a time (the chunks are per utterance)
+                return torch.cat([self(wave[i:i + 1]) for i in range(wave.shape[0])])
+            x = self._first_two(x, plan[1])
+            layers = layers[2:]
+        for layer, rows in layers:
             x = layer(x, rows)
         return x
+
+    def _first_two_in_chunks(self, samples: int) -> bool:
+        """Whether the first two layers run as :meth:`_first_two`: the first one folded with its group
+        norm, the second packed without a norm, and input enough for both."""
+        if len(self.conv_layers) < 2:
+            return False
+        first, second = self.conv_layers[0], self.conv_layers[1]
+        if first.norm != "group" or first.conv.in_channels != 1 or second.packed is None or second.norm is not None:
+            return False
+        k0, s0 = first.conv.kernel_size[0], first.conv.stride[0]
+        return samples >= k0 and (samples - k0) // s0 + 1 >= second.packed.kernel
+
+    def _first_two(self, x: torch.Tensor, rows: int | None) -> torch.Tensor:
+        """The first two layers over one utterance (1, L, 1), in chunks of CHUNK_ROWS output rows of the
+        second: each chunk computes the first layer's output for the frames it reads only, into one
+        small buffer reused chunk after chunk, then the second layer's packed GEMMs on it. The first
+        layer's output for the whole utterance (32 MB for 5 s, allocated and page-faulted on every
+        call) is never made; the chunks' GEMMs have one shape. Returns (1, T2, C), a view of
+        row_bucket(max(T2, rows)) rows (the next layer reads them in place; past T2: scratch)."""
+        first, second = self.conv_layers[0], self.conv_layers[1]
+        packed = second.packed
+        frames, weight, bias = first.folded(x)
+        frames, weight, bias = frames[0], weight[0], bias[0]  # (T1, K), (K, C), (C,)
+        t1 = frames.shape[0]
+        t2 = (t1 - packed.kernel) // packed.stride + 1
+        m2 = row_bucket(max(t2, rows or 0))
+        out = frames.new_empty((m2, packed.out_channels))
+        buffer = frames.new_empty((packed.frames_read(CHUNK_ROWS) + packed.kernel, weight.shape[1]))
+        for c0 in range(0, m2, CHUNK_ROWS):
+            m = min(CHUNK_ROWS, m2 - c0)
+            f0, need = c0 * packed.stride, (m - 1) * packed.stride + packed.kernel  # first-layer frames read
+            n = max(min(need, t1 - f0), 0)  # of which real; the rest (past the utterance) zeros
+            buffer[n:need] = 0
+            if n:
+                torch.addmm(bias, frames[f0:f0 + n], weight, out=buffer[:n])
+                first.act(buffer[:n])
+            y = packed(buffer[None, :need])  # (1, m, C)
+            out[c0:c0 + m] = y[0] if packed.gelu is not None else second.act(y[0])
+        return out[:t2][None]
 
     def rows_plan(self, samples: int) -> list[int | None]:
         """Per layer, the rows its output's storage should hold so that the next layer, when packed,
