@@ -8,140 +8,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPalette, QPen
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QToolTip, QVBoxLayout, QWidget
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from engine.io.colormap import lut
+from gui.text.widgets.token_matrix import TokenMatrix
 
-LABEL_MAX_W = 90.0
 MEAN_OF_LAYERS = -1
 
 
-def to_image(m: np.ndarray) -> QImage:
-    """A (rows, cols) map as a magma image, scaled by its largest weight."""
-    top = float(m.max()) if m.size else 0.0
-    scaled = np.clip(m / top, 0, 1) if top > 0 else np.zeros_like(m)
-    rgb = np.ascontiguousarray(lut("magma")[(scaled * 255).astype(np.uint8)])  # (rows, cols, 3)
-    h, w = m.shape
-    return QImage(rgb.data, w, h, rgb.strides[0], QImage.Format.Format_RGB888).copy()
+class CrossAttentionMatrix(TokenMatrix):
+    """(N output tokens, S source tokens): output tokens label the rows, source tokens the columns."""
 
-
-class CrossAttentionMatrix(QWidget):
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.matrix: np.ndarray | None = None  # (N output tokens, S source tokens)
-        self.rows: tuple[str, ...] = ()
-        self.cols: tuple[str, ...] = ()
-        self.what = ""
-        self.selected = -1
-        self.placeholder = ""
-        self._image: QImage | None = None
-        self._font = QFont(self.font())
-        self._font.setPointSizeF(max(6.5, self.font().pointSizeF() * 0.8))
-        self.setMouseTracking(True)
-        self.setMinimumSize(180, 160)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-
-    def sizeHint(self) -> QSize:
-        return QSize(360, 320)
-
-    def set_matrix(self, matrix: np.ndarray | None, rows: Sequence[str] = (), cols: Sequence[str] = (),
-                   what: str = "") -> None:
-        self.matrix = None if matrix is None else np.asarray(matrix, np.float32)
-        self.rows, self.cols, self.what = tuple(rows), tuple(cols), what
-        self._image = None if self.matrix is None or not self.matrix.size else to_image(self.matrix)
-        self.update()
-
-    def select(self, row: int) -> None:
-        self.selected = row
-        self.update()
-
-    def _geometry(self) -> tuple[QRectF, float, float, float, float]:
-        """(the matrix's rectangle, cell width, cell height, left margin, top margin)."""
-        n, s = self.matrix.shape if self.matrix is not None else (1, 1)
-        fm = QFontMetricsF(self._font)
-        smallest = fm.height() - 2
-        w, h = self.width() - 4.0, self.height() - 4.0
-        left = top = 0.0
-        if h / n >= smallest:
-            left = min(LABEL_MAX_W, max((fm.horizontalAdvance(t) for t in self.rows), default=0) + 6)
-        if w / s >= smallest:
-            top = min(LABEL_MAX_W, max((fm.horizontalAdvance(t) for t in self.cols), default=0) + 6)
-        cw, ch = (w - left) / s, (h - top) / n
-        if ch < smallest:
-            left = 0.0
-            cw = w / s
-        if cw < smallest:
-            top = 0.0
-            ch = h / n
-        return QRectF(2 + left, 2 + top, cw * s, ch * n), cw, ch, left, top
-
-    def cell_at(self, pos: QPointF) -> tuple[int, int]:
-        if self.matrix is None or not self.matrix.size:
-            return -1, -1
-        rect, cw, ch, _, _ = self._geometry()
-        if not rect.contains(pos):
-            return -1, -1
-        n, s = self.matrix.shape
-        return min(n - 1, int((pos.y() - rect.top()) / ch)), min(s - 1, int((pos.x() - rect.left()) / cw))
-
-    def cell_center(self, row: int, col: int) -> QPointF:
-        rect, cw, ch, _, _ = self._geometry()
-        return QPointF(rect.left() + (col + 0.5) * cw, rect.top() + (row + 0.5) * ch)
-
-    def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
-        p = QPainter(self)
-        pal = self.palette()
-        if self._image is None:
-            p.setPen(pal.placeholderText().color())
-            p.drawText(self.rect().adjusted(8, 8, -8, -8), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
-                       self.placeholder)
-            p.end()
-            return
-        rect, cw, ch, left, top = self._geometry()
-        p.drawImage(rect, self._image)
-        p.setFont(self._font)
-        fm = QFontMetricsF(self._font)
-        if left > 0:
-            for i, tok in enumerate(self.rows[:self.matrix.shape[0]]):
-                p.setPen(pal.color(QPalette.ColorRole.Highlight) if i == self.selected else pal.text().color())
-                p.drawText(QRectF(2, rect.top() + i * ch, left - 4, ch),
-                           Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                           fm.elidedText(tok, Qt.TextElideMode.ElideRight, left - 6))
-        if top > 0:
-            p.setPen(pal.text().color())
-            for j, tok in enumerate(self.cols[:self.matrix.shape[1]]):
-                p.save()
-                p.translate(rect.left() + j * cw, rect.top() - 4)
-                p.rotate(-90)
-                p.drawText(QRectF(0, 0, top - 6, cw), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                           fm.elidedText(tok, Qt.TextElideMode.ElideRight, top - 6))
-                p.restore()
-        if 0 <= self.selected < self.matrix.shape[0]:
-            p.setPen(QPen(QColor(80, 200, 255), 1.5))
-            p.setBrush(Qt.BrushStyle.NoBrush)
-            p.drawRect(QRectF(rect.left(), rect.top() + self.selected * ch, rect.width(), ch))
-        p.end()
-
-    def hover_text_at(self, pos: QPointF) -> str:
-        i, j = self.cell_at(pos)
-        if i < 0:
-            return ""
-        a = self.rows[i] if i < len(self.rows) else "?"
-        b = self.cols[j] if j < len(self.cols) else "?"
+    def pair_text(self, a: str, i: int, b: str, j: int, weight: float) -> str:
         what = f" ({self.what})" if self.what else ""
-        return f"output {a!r} (token {i}) → source {b!r} (token {j}): {float(self.matrix[i, j]):.3f}{what}"
-
-    def event(self, event) -> bool:
-        if event.type() == QEvent.Type.ToolTip:
-            text = self.hover_text_at(QPointF(event.pos()))
-            if text:
-                QToolTip.showText(event.globalPos(), text, self)
-            else:
-                QToolTip.hideText()
-            return True
-        return super().event(event)
+        return f"output {a!r} (token {i}) → source {b!r} (token {j}): {weight:.3f}{what}"
 
 
 class CrossAttentionView(QWidget):
