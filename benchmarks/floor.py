@@ -219,6 +219,30 @@ def count_flops(fn) -> int:
     return int(counter.get_total_flops())
 
 
+def linear_layers_ms(model, rows: int, repeats: int = 9) -> tuple[float, int]:
+    """(ms, FLOPs) of the model's linear layers alone (nn.Linear and our packed ones), each run once a
+    pass on a random (rows, in) input, the median pass: what the GEMM library itself reaches on the
+    model's shapes at this row count, apart from everything else a forward pass does. Short inputs
+    (a sentence: ~20 rows) run far below the 2048^3 rate the FLOP floor uses."""
+    import torch
+    from torch import nn
+
+    from engine.models.optimize import PackedLinear
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, PackedLinear))]
+    inputs = [torch.randn(rows, m.in_features).to(m.dtype if isinstance(m, PackedLinear) else m.weight.dtype)
+              for m in layers]
+    flops = sum(2 * rows * m.in_features * m.out_features for m in layers)
+    times = []
+    with torch.inference_mode():
+        for i in range(repeats + 2):
+            t0 = time.perf_counter()
+            for m, x in zip(layers, inputs):
+                m(x)
+            if i >= 2:
+                times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2] * 1e3, flops
+
+
 def peak_rss_mb() -> float:
     """The process's peak resident memory so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -261,7 +261,7 @@ def _bench(task_name: str, args) -> int:
     import torch
     from transformers import AutoTokenizer, pipeline
 
-    from benchmarks.floor import count_flops, cpu_name, print_floor, read_bandwidth_gbs
+    from benchmarks.floor import count_flops, cpu_name, linear_layers_ms, print_floor, read_bandwidth_gbs
     from engine import (FillMaskOptions, QuestionAnsweringOptions, TextClassificationOptions,
                         TokenClassificationOptions, load_task)
 
@@ -344,6 +344,14 @@ def _bench(task_name: str, args) -> int:
     dtype_name = str(task.placement.dtype).removeprefix("torch.")
     print_floor(flops, {f"ours {args.precision}": med["ours"], "transformers fp32": med["transformers"]},
                 dtype_name, dev.type, nbytes=nbytes, bandwidth_gbs=bandwidth)
+    if dev.type == "cpu":
+        gemm_ms = gemm_flops = 0
+        for e in encodings:
+            ms, f = linear_layers_ms(task.model, len(e.ids))
+            gemm_ms, gemm_flops = gemm_ms + ms, gemm_flops + f
+        print(f"  the model's linear layers alone at this input's row count ({', '.join(str(len(e.ids)) for e in encodings)}"
+              f"; each once, random inputs): {gemm_ms:.1f} ms, {gemm_flops / gemm_ms / 1e6:.0f} GFLOP/s, "
+              f"{gemm_ms / med['ours']:.0%} of ours end to end")
     if random_weights:
         print("  (random weights: timings are representative, answers are not meaningful)")
     return 0 if same else 1

@@ -121,3 +121,17 @@ def test_bench_help_names_the_models_each_benchmark_compares():
     assert listed["object-detection"][1] == "object detection (DETR)"
     for name, (_, help_text) in listed.items():
         assert "()" not in help_text, name
+
+
+def test_linear_layers_ms_runs_every_linear_layer_once_a_pass():
+    from engine.models.optimize import PackedLinear, can_pack
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4, bias=False))
+    if can_pack("cpu", torch.float32):
+        model[2] = PackedLinear(model[2], rows=16)
+    calls = []
+    for m in (model[0], model[2]):
+        m.register_forward_hook(lambda mod, args, out: calls.append(tuple(args[0].shape)))
+    ms, flops = floor.linear_layers_ms(model, rows=5, repeats=3)
+    assert flops == 2 * 5 * (8 * 16 + 16 * 4)
+    assert ms > 0
+    assert calls == [(5, 8), (5, 16)] * 5  # 2 warm-up passes + 3 timed, each layer once a pass
