@@ -10,6 +10,7 @@ import torch
 
 from engine.errors import CheckpointError
 from engine.hub import load_weights, read_json
+from engine.models import conv1d
 from engine.models import wav2vec2 as w2v
 
 
@@ -144,11 +145,11 @@ def test_feature_encoder_convolution_as_gemms_equals_conv1d(batch, length, c_in,
     w = torch.randn(c_out, c_in, k, generator=g)
     b = torch.randn(c_out, generator=g) if bias else None
     want = torch.nn.functional.conv1d(x, w, b, stride=stride)  # (B, C_out, L')
-    got = w2v.conv1d_gemm(x.transpose(1, 2).contiguous(), w, b, stride)  # channels last
+    got = conv1d.conv1d_gemm(x.transpose(1, 2).contiguous(), w, b, stride)  # channels last
     assert got.shape == (batch, want.shape[2], c_out)
     torch.testing.assert_close(got, want.transpose(1, 2), atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="at least"):
-        w2v.conv1d_gemm(x[:, :, : k - 1].transpose(1, 2), w, b, stride)
+        conv1d.conv1d_gemm(x[:, :, : k - 1].transpose(1, 2), w, b, stride)
 
 
 @pytest.mark.parametrize("batch,length,c_in,c_out,k,stride,bias", [
@@ -169,7 +170,7 @@ def test_packed_convolution_equals_conv1d(batch, length, c_in, c_out, k, stride,
         conv.weight.copy_(torch.randn(conv.weight.shape, generator=g))
         if bias:
             conv.bias.copy_(torch.randn(c_out, generator=g))
-    packed = w2v.PackedConv1d(conv)
+    packed = conv1d.PackedConv1d(conv)
     with torch.inference_mode():
         want = conv(x).transpose(1, 2)  # (B, L', C_out)
         got = packed(x.transpose(1, 2).contiguous())

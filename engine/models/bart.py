@@ -29,6 +29,7 @@ from torch import nn
 from ..device import Placement
 from ..errors import CheckpointError, InputError
 from .common import drop_legacy_buffers, load_strict, one_shared_embedding, require
+from .encoder_decoder import DecoderCache, EncoderDecoder, stepper  # noqa: F401 - stepper: this model's
 from .optimize import linear_add, linear_gelu, pack_for_decoding, place, vocab_logits
 
 log = logging.getLogger(__name__)
@@ -164,37 +165,19 @@ class Stack(nn.Module):
         self.layers = nn.ModuleList((DecoderLayer(c) if decoder else EncoderLayer(c)) for _ in range(n))
 
 
-class DecoderCache:
-    """Per decoder layer: self-attention keys / values so far, and the cross-attention keys / values
-    of the encoder output (computed once)."""
-
-    def __init__(self, n: int) -> None:
-        self.self_k: list[torch.Tensor | None] = [None] * n
-        self.self_v: list[torch.Tensor | None] = [None] * n
-        self.cross: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n
-        self.length = 0
-
-    def reorder(self, rows: torch.Tensor) -> None:
-        for i in range(len(self.self_k)):
-            if self.self_k[i] is not None:
-                self.self_k[i] = self.self_k[i].index_select(0, rows)
-                self.self_v[i] = self.self_v[i].index_select(0, rows)
-            if self.cross[i] is not None and self.cross[i][0].shape[0] != rows.shape[0]:
-                self.cross[i] = tuple(t.index_select(0, rows) for t in self.cross[i])
-
-
 @dataclass
 class BartOutput:
     logits: torch.Tensor  # (B, T, vocab) float32
     cross_attentions: tuple[torch.Tensor, ...] | None = None  # per layer (B, heads, T, S)
 
 
-class Bart(nn.Module):
+class Bart(EncoderDecoder):
     """BartForConditionalGeneration."""
 
     def __init__(self, config: BartConfig) -> None:
         super().__init__()
         self.config = config
+        self.decoder_layers = config.decoder_layers
         self.shared = nn.Embedding(config.vocab_size, config.d_model)
         self.encoder = Stack(config, decoder=False)
         self.decoder = Stack(config, decoder=True)
@@ -221,9 +204,6 @@ class Bart(nn.Module):
         for layer in self.encoder.layers:
             x = layer(x, mask)
         return x
-
-    def new_cache(self) -> DecoderCache:
-        return DecoderCache(self.config.decoder_layers)
 
     def decode(self, ids: torch.Tensor, encoder_states: torch.Tensor, cache: DecoderCache | None = None,
                encoder_mask: torch.Tensor | None = None, last_only: bool = False,
@@ -266,18 +246,6 @@ class Bart(nn.Module):
         logits = vocab_logits(x, self.packed_head, self.lm_head, self.shared.weight, self.final_logits_bias[0])
         return BartOutput(logits.float(), tuple(crosses) if want_cross else None)
 
-    def forward(self, input_ids: torch.Tensor, decoder_input_ids: torch.Tensor,
-                attention_mask: torch.Tensor | None = None) -> BartOutput:
-        return self.decode(decoder_input_ids, self.encode(input_ids, attention_mask), encoder_mask=attention_mask)
-
-    def cross_attention(self, input_ids: torch.Tensor, output_ids: torch.Tensor) -> torch.Tensor:
-        """One teacher-forced decoder pass over a finished output (1, N + 1) (decoder start first):
-        the cross-attention of the step that chose each of its N tokens onto the S source tokens,
-        averaged over heads -> (layers, N, S) float32."""
-        with torch.inference_mode():
-            out = self.decode(output_ids[:, :-1], self.encode(input_ids), want_cross=True)
-        return torch.stack([w[0].mean(dim=0) for w in out.cross_attentions])
-
 
 # ----------------------------------------------------------------------------- loading
 
@@ -310,17 +278,3 @@ def from_checkpoint(folder: Path, placement: Placement) -> Bart:
                                           tied_head=model.shared.weight if model.lm_head is None else None,
                                           head_bias=model.final_logits_bias[0])
     return model
-
-
-def stepper(model: Bart, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
-    """(step, reorder) for engine.generation.decode over one source (B=1): the encoder runs once."""
-    with torch.inference_mode():
-        states = model.encode(input_ids, attention_mask)
-    cache = model.new_cache()
-
-    def step(new: torch.Tensor) -> torch.Tensor:
-        enc = states if states.shape[0] == new.shape[0] else states.expand(new.shape[0], -1, -1)
-        with torch.inference_mode():
-            return model.decode(new, enc, cache, last_only=True).logits[:, -1]
-
-    return step, cache.reorder

@@ -38,8 +38,8 @@ from torch import nn
 
 from ..device import Placement
 from ..errors import CheckpointError
-from .bart import DecoderCache  # the same cache: self-attention K/V per layer, cross-attention K/V once
 from .common import drop_legacy_buffers, load_strict, one_shared_embedding, require
+from .encoder_decoder import DecoderCache, EncoderDecoder, stepper  # noqa: F401 - stepper: this model's
 from .optimize import module_dtype, pack_for_decoding, place, vocab_logits
 
 log = logging.getLogger(__name__)
@@ -283,12 +283,13 @@ def _padding_bias(mask: torch.Tensor | None, dtype) -> torch.Tensor | None:
         ~mask.bool(), torch.finfo(dtype).min)[:, None, None, :]
 
 
-class T5(nn.Module):
+class T5(EncoderDecoder):
     """T5ForConditionalGeneration (T5WithLMHeadModel)."""
 
     def __init__(self, config: T5Config) -> None:
         super().__init__()
         self.config = config
+        self.decoder_layers = config.num_decoder_layers
         self.shared = nn.Embedding(config.vocab_size, config.d_model)
         self.encoder = Stack(config, decoder=False)
         self.decoder = Stack(config, decoder=True)
@@ -312,9 +313,6 @@ class T5(nn.Module):
             x = x + sa.SelfAttention.attend(h, k, v, bias)[0]
             x = block.layer[1](x)
         return self.encoder.final_layer_norm(x)
-
-    def new_cache(self) -> DecoderCache:
-        return DecoderCache(self.config.num_decoder_layers)
 
     def decode(self, ids: torch.Tensor, encoder_states: torch.Tensor, cache: DecoderCache | None = None,
                encoder_mask: torch.Tensor | None = None, last_only: bool = False,
@@ -354,18 +352,6 @@ class T5(nn.Module):
         logits = vocab_logits(x, self.packed_head, self.lm_head, self.shared.weight)
         return T5Output(logits.float(), tuple(crosses) if want_cross else None)
 
-    def forward(self, input_ids: torch.Tensor, decoder_input_ids: torch.Tensor,
-                attention_mask: torch.Tensor | None = None) -> T5Output:
-        return self.decode(decoder_input_ids, self.encode(input_ids, attention_mask), encoder_mask=attention_mask)
-
-    def cross_attention(self, input_ids: torch.Tensor, output_ids: torch.Tensor) -> torch.Tensor:
-        """One teacher-forced decoder pass over a finished output (1, N + 1) (decoder start first):
-        the cross-attention of the step that chose each of its N tokens onto the S source tokens,
-        averaged over heads -> (layers, N, S) float32."""
-        with torch.inference_mode():
-            out = self.decode(output_ids[:, :-1], self.encode(input_ids), want_cross=True)
-        return torch.stack([w[0].mean(dim=0) for w in out.cross_attentions])
-
 
 # ----------------------------------------------------------------------------- loading
 
@@ -396,17 +382,3 @@ def from_checkpoint(folder: Path, placement: Placement) -> T5:
     model.packed_head = pack_for_decoding(model, device=placement.device, dtype=placement.dtype,
                                           tied_head=model.shared.weight if model.lm_head is None else None)
     return model
-
-
-def stepper(model: T5, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
-    """(step, reorder) for engine.generation.decode over one source (B=1): the encoder runs once."""
-    with torch.inference_mode():
-        states = model.encode(input_ids, attention_mask)
-    cache = model.new_cache()
-
-    def step(new: torch.Tensor) -> torch.Tensor:
-        enc = states if states.shape[0] == new.shape[0] else states.expand(new.shape[0], -1, -1)
-        with torch.inference_mode():
-            return model.decode(new, enc, cache, last_only=True).logits[:, -1]
-
-    return step, cache.reorder

@@ -28,9 +28,9 @@ from torch import nn
 
 from ..errors import CheckpointError
 from .common import MultiHeadAttention, drop_legacy_buffers, load_strict, require
-from .optimize import (FastPlan, PackedLinear, can_pack, cast_at_boundaries, fold_weight_norm,
-                       linear_add, linear_gelu, make_linear, module_dtype, pack_linears, packing_is_exact,
-                       row_bucket)
+from .conv1d import FUSED_GELUS, PackedConv1d, conv1d_gemm
+from .optimize import (FastPlan, can_pack, cast_at_boundaries, fold_weight_norm, linear_add, linear_gelu, module_dtype,
+                       pack_linears, row_bucket)
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,6 @@ INPLACE_ACTIVATIONS = {"gelu": torch.ops.aten.gelu_, "relu": F.relu_, "silu": la
                        "swish": lambda x: F.silu(x, inplace=True),
                        "gelu_new": lambda x: torch.ops.aten.gelu_(x, approximate="tanh"),
                        "gelu_pytorch_tanh": lambda x: torch.ops.aten.gelu_(x, approximate="tanh")}
-#: activations the packed linear layers fuse into their GEMM (optimize.linear_gelu), by F.gelu's name
-FUSED_GELUS = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}
 #: pre-training parts a fine-tuned checkpoint may carry; inference never uses them
 PRETRAINING_PREFIXES = ("quantizer.", "project_q.", "project_hid.", "wav2vec2.masked_spec_embed", "masked_spec_embed")
 
@@ -115,126 +113,9 @@ class Wav2Vec2Config:
 
 # ----------------------------------------------------------------------------- feature encoder
 
-def conv1d_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int) -> torch.Tensor:
-    """A 1-D convolution without padding, channels last, as K accumulated GEMMs on strided views.
-
-    (B, L, C_in), weight (C_out, C_in, K) -> (B, L', C_out), L' = (L - K) // stride + 1.
-    Why not ``F.conv1d``: on the CPU oneDNN builds (and keeps, up to 1024 in its cache) a primitive
-    per input length, with its own buffers; speech gives it a new length with nearly every partial
-    result, and the app's memory grew by ~20 MB per new length until the cache was full (measured:
-    45 lengths, 1.5 -> 1.9 GB; with this, flat). The GEMMs (the BLAS library's) keep nothing per
-    shape, read the input in place (row stride ``stride * C_in``) and cost the same here."""
-    b, length, c_in = x.shape
-    c_out, _, k = weight.shape
-    if length < k:
-        raise ValueError(f"a convolution of kernel {k} needs at least {k} frames, got {length}")
-    t = (length - k) // stride + 1
-    x = x.to(weight.dtype)
-    taps = weight.permute(2, 1, 0).contiguous()  # (K, C_in, C_out): one (C_in, C_out) matrix per tap
-    out = x.new_empty((b, t, c_out))
-    span = stride * (t - 1) + 1
-    for i in range(b):
-        row = x[i]
-        if bias is not None:
-            torch.addmm(bias, row[0:span:stride], taps[0], out=out[i])
-        else:
-            torch.mm(row[0:span:stride], taps[0], out=out[i])
-        for j in range(1, k):
-            out[i].addmm_(row[j:j + span:stride], taps[j])
-    return out
-
-
 #: output rows of the feature encoder's second layer computed at a time (FeatureEncoder._first_two): a
 #: power of two, so that every full chunk's GEMMs share one row bucket
 CHUNK_ROWS = 1024
-
-
-class PackedConv1d(nn.Module):
-    """A frozen 1-D convolution without padding (kernel K, stride S), channels last, as oneDNN GEMMs on
-    packed weights (CPU): the input (L, C_in) read as rows of S frames, so row t holds frames
-    S t .. S t + S - 1 and output frame t needs rows t .. t + ceil(K / S) - 1. One GEMM per row of
-    taps, each on a strided view of the input, the first with the bias (and, when it is the only one,
-    the GELU) fused in, the others adding onto it (oneDNN's fused add). wav2vec2-base's K=3 / S=2 layers
-    take two GEMMs (taps 0-1 over 2 C_in, tap 2 over C_in), its K=2 / S=2 ones one.
-
-    Why: conv1d_gemm's products are torch's (MKL's); on AMD CPUs MKL keeps to its AVX2 kernels, at
-    about half oneDNN's rate (measured, AMD EPYC Zen 4, 5 s of audio: layers 1-6 137 -> 82 ms). Row
-    counts go through optimize.row_bucket like every packed layer's, so oneDNN keeps a few dozen
-    primitives, not one per input length."""
-
-    def __init__(self, conv: nn.Conv1d, activation: str | None = None, rows: int = 1024) -> None:
-        super().__init__()
-        weight = conv.weight.detach()  # (C_out, C_in, K)
-        c_out, c_in, k = weight.shape
-        s = conv.stride[0]
-        self.kernel, self.stride, self.in_channels, self.out_channels = k, s, c_in, c_out
-        self.parts = []  # (first tap's row offset, width in values, PackedLinear)
-        for r in range(-(-k // s)):
-            taps = weight[:, :, r * s:min(k, (r + 1) * s)]  # (C_out, C_in, taps), taps in time order
-            matrix = taps.permute(0, 2, 1).reshape(c_out, -1)  # (C_out, taps * C_in): frame-major as the rows
-            bias = conv.bias.detach() if (r == 0 and conv.bias is not None) else None
-            self.parts.append((r, matrix.shape[1], PackedLinear(make_linear(matrix, bias), rows)))
-        #: F.gelu's ``approximate`` fused into a single GEMM, or None (the caller applies its activation)
-        self.gelu = FUSED_GELUS.get(activation) if len(self.parts) == 1 else None
-
-    def frames_read(self, rows: int) -> int:
-        """Input frames the first GEMM reads in place for ``rows`` rows (see _view); give the input that
-        many (FeatureEncoder.rows_plan) and no layer copies its input."""
-        return (rows - 1) * self.stride + self.parts[0][1] // self.in_channels
-
-    def forward(self, x: torch.Tensor, rows: int | None = None) -> torch.Tensor:
-        """(B, L, C_in) -> (B, L', C_out), L' = (L - K) // S + 1; GELU applied when ``self.gelu``.
-
-        The GEMMs run on M = row_bucket(max(L', rows)) rows (the rows past L' are scratch: a GEMM's
-        output row depends on its own input row only); with B = 1 the result is a view of their
-        whole (M, C_out) output, which the next layer then reads in place."""
-        b, length, c_in = x.shape
-        if length < self.kernel:
-            raise ValueError(f"a convolution of kernel {self.kernel} needs at least {self.kernel} frames, got {length}")
-        t = (length - self.kernel) // self.stride + 1
-        m = row_bucket(max(t, rows or 0))
-        x = x.contiguous() if x.stride(-1) != 1 or x.stride(-2) != c_in else x
-        outs = []
-        for i in range(b):
-            y = None
-            for r, width, part in self.parts:
-                rows_r = self._view(x, i, r, width, m)
-                if y is None:  # the first taps, with the bias
-                    y = part.gemm(rows_r if rows_r is not None else self._copied(x, i, r, width, t, m), self.gelu)
-                elif rows_r is not None:  # fused: y + rows_r W_r^T
-                    y = part.gemm_add(rows_r, y)
-                elif m - r >= t and (early := self._view(x, i, 0, width, m)) is not None:
-                    # the rows run past the input's storage (its last S r frames are scratch): the
-                    # same product on the rows r earlier, added r rows up, in place
-                    y[:m - r] += part.gemm(early)[r:]
-                else:
-                    y = part.gemm_add(self._copied(x, i, r, width, t, m), y)
-            outs.append(y)  # (M, C_out)
-        if b == 1:
-            return outs[0][:t][None]
-        return torch.stack([y[:t] for y in outs])
-
-    def _view(self, x: torch.Tensor, i: int, r: int, width: int, m: int) -> torch.Tensor | None:
-        """(M, width) rows of batch item ``i`` starting at frame ``r * S``, row stride S frames, as a
-        view of x's storage; None when the storage ends before the last of them."""
-        step = self.stride * self.in_channels
-        start = x.storage_offset() + i * x.stride(0) + r * step
-        if start + (m - 1) * step + width > x.untyped_storage().nbytes() // x.element_size():
-            return None
-        return x.as_strided((m, width), (step, 1), start)
-
-    def _copied(self, x: torch.Tensor, i: int, r: int, width: int, t: int, m: int) -> torch.Tensor:
-        """The same rows as _view, the ``t`` real ones copied above zeros (when x is too short)."""
-        step = self.stride * self.in_channels
-        start = x.storage_offset() + i * x.stride(0) + r * step
-        rows = x.new_empty((m, width))
-        rows[t:] = 0
-        rows[:t] = x.as_strided((t, width), (step, 1), start)
-        return rows
-
-    def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel}, stride={self.stride}, "
-                f"{len(self.parts)} packed GEMMs")
 
 
 class FeatureEncoderConvLayer(nn.Module):

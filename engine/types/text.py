@@ -491,11 +491,10 @@ def _check_seq2seq(self) -> None:
 
 
 @dataclass(frozen=True)
-class SummarizationOptions:
-    """Beam-search settings; None: the checkpoint's own (generation_config.json, else config.json;
-    T5: its task_specific_params["summarization"] over them, as transformers' pipeline)."""
+class BeamSearchOptions:
+    """The beam-search settings of an encoder-decoder task; None: the checkpoint's own."""
 
-    max_length: int | None = None  # of the summary in tokens, the decoder start included (as generate's)
+    max_length: int | None = None  # of the output in tokens, the decoder start included (as generate's)
     min_length: int | None = None
     num_beams: int | None = None
     length_penalty: float | None = None
@@ -505,6 +504,12 @@ class SummarizationOptions:
 
     def check(self) -> None:
         _check_seq2seq(self)
+
+
+@dataclass(frozen=True)
+class SummarizationOptions(BeamSearchOptions):
+    """Beam-search settings; None: the checkpoint's own (generation_config.json, else config.json;
+    T5: its task_specific_params["summarization"] over them, as transformers' pipeline)."""
 
 
 @dataclass(frozen=True)
@@ -532,25 +537,18 @@ class SummarizationResult:
 # ------------------------------------------------------------------------------ translation
 
 @dataclass(frozen=True)
-class TranslationOptions:
+class TranslationOptions(BeamSearchOptions):
     """The target language and beam-search settings; None: the checkpoint's own (its
     task_specific_params["translation_en_to_<target>"] over generation_config.json, as transformers'
     translation pipeline)."""
 
     target: str | None = None  # "de", "fr", "ro" (t5-small's); None: the checkpoint's first
-    max_length: int | None = None  # of the translation in tokens, the decoder start included
-    min_length: int | None = None
-    num_beams: int | None = None
-    length_penalty: float | None = None
-    no_repeat_ngram_size: int | None = None
-    early_stopping: bool | str | None = None
-    internals: bool = False  # every step's candidates and the beams; the final result's cross-attention
 
     def check(self) -> None:
         if self.target is not None and (not isinstance(self.target, str) or not self.target
                                         or len(self.target) > 16 or not self.target.replace("_", "").isalnum()):
             raise _input_error(f"target must be a language code such as de, fr or ro, got {self.target!r}.")
-        _check_seq2seq(self)
+        super().check()
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPainterPath, QPen
-from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from gui.text.widgets.tooltip import tooltip_event
 
 #: node states, in drawing priority
 CHOSEN, LIVE, PRUNED = "chosen", "live", "pruned"
@@ -236,11 +238,4 @@ class BeamTree(QWidget):
                 f"the beam so far: {text!r}")
 
     def event(self, event) -> bool:
-        if event.type() == QEvent.Type.ToolTip:
-            text = self.hover_text(self.node_at(QPointF(event.pos())))
-            if text:
-                QToolTip.showText(event.globalPos(), text, self)
-            else:
-                QToolTip.hideText()
-            return True
-        return super().event(event)
+        return tooltip_event(event, lambda pos: self.hover_text(self.node_at(QPointF(pos))), self) or super().event(event)

@@ -11,9 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import QEvent, QPoint, Signal
+from PySide6.QtCore import QPoint, Signal
 from PySide6.QtGui import QColor, QFont, QTextCharFormat, QTextCursor
-from PySide6.QtWidgets import QTextEdit, QToolTip, QWidget
+from PySide6.QtWidgets import QTextEdit, QWidget
+
+from gui.text.widgets.tooltip import tooltip_event
 
 
 class Positions:
@@ -111,14 +113,7 @@ class HighlightedText(QTextEdit):
         return "\n".join(s.tooltip for s in spans if s.tooltip)
 
     def viewportEvent(self, event) -> bool:  # noqa: N802 - Qt override
-        if event.type() == QEvent.Type.ToolTip:
-            text = self.hover_text_at(event.pos())
-            if text:
-                QToolTip.showText(event.globalPos(), text, self.viewport())
-            else:
-                QToolTip.hideText()
-            return True
-        return super().viewportEvent(event)
+        return tooltip_event(event, self.hover_text_at, self.viewport()) or super().viewportEvent(event)
 
     def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt override
         self._press = event.position().toPoint()

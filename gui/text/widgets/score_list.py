@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from PySide6.QtCore import QEvent, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPalette
-from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from gui.text.widgets.tooltip import tooltip_event
 
 
 @dataclass(frozen=True)
@@ -118,12 +120,8 @@ class ScoreList(QWidget):
             self.rowClicked.emit(i)
 
     def event(self, event) -> bool:
-        if event.type() == QEvent.Type.ToolTip:
-            i = self.row_at(event.pos().y())
-            tip = self.rows[i].tooltip if i >= 0 else ""
-            if tip:
-                QToolTip.showText(event.globalPos(), tip, self)
-            else:
-                QToolTip.hideText()
-            return True
-        return super().event(event)
+        return tooltip_event(event, self._tooltip_at, self) or super().event(event)
+
+    def _tooltip_at(self, pos) -> str:
+        i = self.row_at(pos.y())
+        return self.rows[i].tooltip if i >= 0 else ""

@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPalette, QPen
-from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
+from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from engine.io.colormap import lut
+from gui.text.widgets.tooltip import tooltip_event
 
 #: the widest token label (pixels); cells lower than the labels' font get none
 LABEL_MAX_W = 90.0
@@ -171,11 +172,4 @@ class TokenMatrix(QWidget):
         return self.pair_text(a, i, b, j, float(self.matrix[i, j]))
 
     def event(self, event) -> bool:
-        if event.type() == QEvent.Type.ToolTip:
-            text = self.hover_text_at(QPointF(event.pos()))
-            if text:
-                QToolTip.showText(event.globalPos(), text, self)
-            else:
-                QToolTip.hideText()
-            return True
-        return super().event(event)
+        return tooltip_event(event, lambda pos: self.hover_text_at(QPointF(pos)), self) or super().event(event)

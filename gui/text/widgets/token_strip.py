@@ -8,11 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPalette, QPen
-from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
+from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from engine.types.text import ModelTokens
+from gui.text.widgets.tooltip import tooltip_event
 
 #: the tint of the second segment's tokens (question answering: the context)
 SEGMENT_TINTS = (None, QColor(240, 160, 60, 45))
@@ -219,14 +220,7 @@ class TokenStrip(QWidget):
         return "\n".join(lines)
 
     def event(self, event) -> bool:
-        if event.type() == QEvent.Type.ToolTip:
-            text = self.hover_text(self.cell_at(QPointF(event.pos())))
-            if text:
-                QToolTip.showText(event.globalPos(), text, self)
-            else:
-                QToolTip.hideText()
-            return True
-        return super().event(event)
+        return tooltip_event(event, lambda pos: self.hover_text(self.cell_at(QPointF(pos))), self) or super().event(event)
 
     def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt override
         i = self.cell_at(event.position())
