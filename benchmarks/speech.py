@@ -191,7 +191,7 @@ def _run(args, task_name: str) -> int:
             task(utt)
             final_ms = _median([task(utt).timings.total_ms for _ in range(max(3, args.repeats))])
         if flops is None:
-            flops = _model_flops(theirs_model, fe, x)
+            flops = _model_flops(theirs_model, folder, fe, x)
         if dtype == torch.float32:
             theirs_fp32_ms = tm[3]
         rows.append((precision, task.placement.describe(), om, tm, o_out == t_out, o_out, t_out, best, final_ms,
@@ -231,18 +231,18 @@ def _run(args, task_name: str) -> int:
     return 0
 
 
-def _model_flops(model, fe, x) -> int:
+def _model_flops(model, folder, fe, x) -> int:
     """FLOPs of one forward pass of the model on the clip, counted on transformers' implementation:
     the model's own work, not ours (our packed GEMMs run on row_bucket rows, a few % more). On a
-    float32 CPU copy with the positional convolution's weight norm made a plain weight (torch's
-    FLOP counter cannot read a parametrized weight)."""
-    import copy
-
+    fresh float32 CPU copy loaded from ``folder`` (the class of ``model``) with the positional
+    convolution's weight norm made a plain weight: torch's FLOP counter cannot read a parametrized
+    weight, and removing the parametrization from a deep copy would break the original too (the
+    copy shares its generated class)."""
     import torch
     from torch.nn.utils import parametrize
 
     from benchmarks.floor import count_flops
-    plain = copy.deepcopy(model).to(device="cpu", dtype=torch.float32)
+    plain = type(model).from_pretrained(folder).eval().to(device="cpu", dtype=torch.float32)
     for m in plain.modules():
         if parametrize.is_parametrized(m):
             for name in list(m.parametrizations):
