@@ -242,7 +242,7 @@ def run(args) -> int:
     first = torch.full((beams, 1), start, dtype=torch.long, device=device)
     step(first)
     flops = count_flops(lambda: step(first))
-    rate = gemm_gflops("float32", str(device))
+    rate = gemm_gflops("float32", str(device), again=True)
     flop_ms = flop_floor_ms(flops, rate)
     mode = "greedy" if beams == 1 else f"beam search, {beams} beams"
     print(f"summarization: {ref} on {task.placement.describe()} ({cpu_name() if device.type == 'cpu' else device}), "

@@ -141,7 +141,7 @@ def run(args) -> int:
     if notice:
         print(f"  notice: {notice}")
     rate = floor.gemm_gflops("float32" if placement.dtype == torch.float32 else str(placement.dtype)[6:],
-                             str(device))
+                             str(device), again=True)
     status = 0
     for beams in args.num_beams:
         settings = DecodeSettings(max_new_tokens=n, num_beams=beams, eos_token_ids=(), pad_token_id=eos)

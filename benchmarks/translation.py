@@ -172,7 +172,7 @@ def run(args) -> int:
     step, _ = t5.stepper(model, src.expand(beams, -1) if beams > 1 else src)
     step(torch.zeros(beams, 1, dtype=torch.long, device=device))
     flops = count_flops(lambda: step(torch.zeros(beams, 1, dtype=torch.long, device=device)))
-    rate = gemm_gflops("float32", str(device))
+    rate = gemm_gflops("float32", str(device), again=True)
     flop_ms = flop_floor_ms(flops, rate)
     mode = "greedy" if beams == 1 else f"beam search, {beams} beams"
     print(f"translation: {ref} on {task.placement.describe()} ({cpu_name() if device.type == 'cpu' else device}), "

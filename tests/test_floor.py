@@ -135,3 +135,15 @@ def test_linear_layers_ms_runs_every_linear_layer_once_a_pass():
     assert flops == 2 * 5 * (8 * 16 + 16 * 4)
     assert ms > 0
     assert calls == [(5, 8), (5, 16)] * 5  # 2 warm-up passes + 3 timed, each layer once a pass
+
+
+def test_gemm_rate_is_the_best_measured_so_far(monkeypatch):
+    """The floor takes the better of the rates measured when a bench starts and when it prints: a dip
+    of a shared machine's GEMM rate must not lower the floor's rate."""
+    rates = iter([300.0, 250.0, 400.0])
+    monkeypatch.setattr(floor, "_best_rate", {})
+    monkeypatch.setattr(floor, "measure_gemm_gflops", lambda dtype_name="float32", device="cpu": next(rates))
+    assert floor.gemm_gflops() == 300.0
+    assert floor.gemm_gflops() == 300.0  # not measured again
+    assert floor.gemm_gflops(again=True) == 300.0  # 250 measured: the better one kept
+    assert floor.gemm_gflops(again=True) == 400.0
