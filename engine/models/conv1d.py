@@ -66,19 +66,21 @@ class PackedConv1d(nn.Module):
         c_out, c_in, k = weight.shape
         s = conv.stride[0]
         self.kernel, self.stride, self.in_channels, self.out_channels = k, s, c_in, c_out
-        self.parts = []  # (first tap's row offset, width in values, PackedLinear)
+        #: part r: the taps r S .. r S + S - 1 as one packed (C_out, taps * C_in) matrix, read from the
+        #: input's rows starting at row r (its in_features: the width it reads of each row)
+        self.parts = nn.ModuleList()
         for r in range(-(-k // s)):
             taps = weight[:, :, r * s:min(k, (r + 1) * s)]  # (C_out, C_in, taps), taps in time order
             matrix = taps.permute(0, 2, 1).reshape(c_out, -1)  # (C_out, taps * C_in): frame-major as the rows
             bias = conv.bias.detach() if (r == 0 and conv.bias is not None) else None
-            self.parts.append((r, matrix.shape[1], PackedLinear(make_linear(matrix, bias), rows)))
+            self.parts.append(PackedLinear(make_linear(matrix, bias), rows))
         #: F.gelu's ``approximate`` fused into a single GEMM, or None (the caller applies its activation)
         self.gelu = FUSED_GELUS.get(activation) if len(self.parts) == 1 else None
 
     def frames_read(self, rows: int) -> int:
         """Input frames the first GEMM reads in place for ``rows`` rows (see _view); give the input that
         many (FeatureEncoder.rows_plan) and no layer copies its input."""
-        return (rows - 1) * self.stride + self.parts[0][1] // self.in_channels
+        return (rows - 1) * self.stride + self.parts[0].in_features // self.in_channels
 
     def forward(self, x: torch.Tensor, rows: int | None = None) -> torch.Tensor:
         """(B, L, C_in) -> (B, L', C_out), L' = (L - K) // S + 1; GELU applied when ``self.gelu``.
@@ -95,7 +97,8 @@ class PackedConv1d(nn.Module):
         outs = []
         for i in range(b):
             y = None
-            for r, width, part in self.parts:
+            for r, part in enumerate(self.parts):
+                width = part.in_features
                 rows_r = self._view(x, i, r, width, m)
                 if y is None:  # the first taps, with the bias
                     y = part.gemm(rows_r if rows_r is not None else self._copied(x, i, r, width, t, m), self.gelu)
@@ -112,19 +115,22 @@ class PackedConv1d(nn.Module):
             return outs[0][:t][None]
         return torch.stack([y[:t] for y in outs])
 
+    def _rows(self, x: torch.Tensor, i: int, r: int) -> tuple[int, int]:
+        """(storage offset, stride) of batch item ``i``'s rows of S frames from row ``r`` on."""
+        step = self.stride * self.in_channels
+        return x.storage_offset() + i * x.stride(0) + r * step, step
+
     def _view(self, x: torch.Tensor, i: int, r: int, width: int, m: int) -> torch.Tensor | None:
         """(M, width) rows of batch item ``i`` starting at frame ``r * S``, row stride S frames, as a
         view of x's storage; None when the storage ends before the last of them."""
-        step = self.stride * self.in_channels
-        start = x.storage_offset() + i * x.stride(0) + r * step
+        start, step = self._rows(x, i, r)
         if start + (m - 1) * step + width > x.untyped_storage().nbytes() // x.element_size():
             return None
         return x.as_strided((m, width), (step, 1), start)
 
     def _copied(self, x: torch.Tensor, i: int, r: int, width: int, t: int, m: int) -> torch.Tensor:
         """The same rows as _view, the ``t`` real ones copied above zeros (when x is too short)."""
-        step = self.stride * self.in_channels
-        start = x.storage_offset() + i * x.stride(0) + r * step
+        start, step = self._rows(x, i, r)
         rows = x.new_empty((m, width))
         rows[t:] = 0
         rows[:t] = x.as_strided((t, width), (step, 1), start)
