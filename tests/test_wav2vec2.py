@@ -184,6 +184,51 @@ def test_packed_convolution_equals_conv1d(batch, length, c_in, c_out, k, stride,
             packed(x[:, :, : k - 1].transpose(1, 2).contiguous())
 
 
+@pytest.mark.parametrize("batch,length,channels,groups,k,padding,n_fft,bias", [
+    (1, 249, 32, 4, 128, 64, 256, True),  # wav2vec2's shape (narrower): two blocks
+    (2, 1500, 16, 16, 128, 64, 256, True),  # 30 s of frames, a batch: 12 blocks
+    (1, 1, 8, 2, 128, 64, 256, False),  # one frame: the output is the padding's two
+    (1, 129, 8, 1, 128, 64, 256, True),  # exactly one block's worth of output frames, no groups
+    (1, 40, 6, 3, 5, 2, 8, True),  # an odd kernel, a short FFT: many blocks
+    (3, 17, 4, 2, 16, 0, 16, True)])  # no padding, the kernel as long as the FFT: one frame a block
+def test_spectral_convolution_equals_conv1d(batch, length, channels, groups, k, padding, n_fft, bias):
+    """SpectralConv1d (overlap-save in the frequency domain) equals F.conv1d with the convolution's
+    zero padding: one block or many, groups or none, odd and even kernels, batches."""
+    g = torch.Generator().manual_seed(length + k)
+    conv = torch.nn.Conv1d(channels, channels, k, padding=padding, groups=groups, bias=bias)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g))
+        if bias:
+            conv.bias.copy_(torch.randn(channels, generator=g))
+    x = torch.randn(batch, channels, length, generator=g)
+    spectral = conv1d.SpectralConv1d(conv, n_fft=n_fft)
+    with torch.inference_mode():
+        want = conv(x).transpose(1, 2)  # (B, T', C)
+        got = spectral(x.transpose(1, 2))
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    if k - 2 * padding > 1:
+        with pytest.raises(ValueError, match="at least"):
+            spectral(x[:, :, : k - 2 * padding - 1].transpose(1, 2))
+    with pytest.raises(ValueError, match="stride-1"):
+        conv1d.SpectralConv1d(torch.nn.Conv1d(channels, channels, k, stride=2, padding=padding, groups=groups))
+
+
+def test_positional_convolution_runs_in_the_frequency_domain_on_cpu(w2v_base_ctc):
+    """The optimized CPU model's positional convolution is spectral, its weight dropped, and the
+    model still equals transformers' (the CTC tests above check the same path on more inputs)."""
+    from transformers import Wav2Vec2ForCTC
+
+    from engine.device import resolve
+    ours = w2v.from_checkpoint(w2v_base_ctc, resolve("cpu", "exact"), "ctc")
+    pos = ours.wav2vec2.encoder.pos_conv_embed
+    assert pos.spectral is not None and not hasattr(pos, "conv")
+    theirs = Wav2Vec2ForCTC.from_pretrained(w2v_base_ctc).eval()
+    x = _wave(16000 + 77)
+    with torch.inference_mode():
+        torch.testing.assert_close(ours(x), theirs(x).logits, atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("samples", [400, 401, 1999, 16000 + 123, 80000, 80321])
 def test_packed_feature_encoder_equals_plain(w2v_base_ctc, samples):
     """The feature encoder with its convolutions packed (rows sized by rows_plan so each layer reads
