@@ -199,3 +199,27 @@ def test_packed_linear_on_padded_rows_equals_f_linear(shape):
         for got, want in ((packed(x), plain), (packed.gelu(x), F.gelu(plain)), (packed.add(x, r), r + plain)):
             assert got.shape == want.shape
             torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@needs_onednn
+def test_padding_read_in_place_from_a_roomy_storage_leaves_the_rows_kept_exact():
+    """An input that is the first M rows of a longer storage (a packed layer's padded output, cut
+    back) is padded as a view of that storage: the rows past M (here NaN and inf, the worst a
+    scratch row can hold) only reach output rows that are dropped."""
+    from engine.models.optimize import _pad_rows, row_bucket
+    lin = _linear()
+    packed = PackedLinear(lin, 256)
+    g = torch.Generator().manual_seed(3)
+    m = 249
+    roomy = torch.randn(row_bucket(m), 64, generator=g)
+    roomy[m:] = float("nan")
+    roomy[-1] = float("inf")
+    x = roomy[:m]
+    padded, lead = _pad_rows(x)
+    assert padded.data_ptr() == roomy.data_ptr() and padded.shape == roomy.shape  # a view, not a copy
+    r = torch.randn(m, 96, generator=g)
+    with torch.inference_mode():
+        plain = F.linear(x, lin.weight, lin.bias)
+        for got, want in ((packed(x), plain), (packed.gelu(x), F.gelu(plain)), (packed.add(x, r), r + plain)):
+            assert got.shape == want.shape and torch.isfinite(got).all()
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

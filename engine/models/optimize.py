@@ -194,12 +194,17 @@ def row_bucket(rows: int) -> int:
 def _pad_rows(x: torch.Tensor) -> tuple[torch.Tensor, tuple | None]:
     """(..., n) -> (x as (M', n) with M' = row_bucket(M) rows, the zero padding below, and x's
     leading shape) when its M flattened rows need padding; else (x, None), unchanged. Each output
-    row of a GEMM depends on its own input row only: the padding changes nothing in the rows kept."""
+    row of a GEMM depends on its own input row only: the padding changes nothing in the rows kept.
+    When x's storage already holds the M' rows (x is the first M rows of a packed layer's padded
+    output: a feed-forward's intermediate), the padding is a view of it (rows read, never
+    written; their values, the other layer's scratch, land in output rows that are dropped)."""
     n = x.shape[-1]
     m = x.numel() // n if n else 0
     bucket = row_bucket(m)
     if bucket == m:
         return x, None
+    if x.is_contiguous() and x.storage_offset() + bucket * n <= x.untyped_storage().nbytes() // x.element_size():
+        return x.as_strided((bucket, n), (n, 1), x.storage_offset()), (x.shape[:-1], m)
     padded = x.new_zeros((bucket, n))
     padded[:m] = x.reshape(m, n)
     return padded, (x.shape[:-1], m)

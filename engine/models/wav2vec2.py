@@ -239,7 +239,8 @@ class FeatureEncoder(nn.Module):
         small buffer reused chunk after chunk, then the second layer's packed GEMMs on it. The first
         layer's output for the whole utterance (32 MB for 5 s, allocated and page-faulted on every
         call) is never made; the chunks' GEMMs have one shape. Returns (1, T2, C), a view of
-        row_bucket(max(T2, rows)) rows (the next layer reads them in place; past T2: scratch)."""
+        row_bucket(max(T2, rows)) rows (the next layer reads them in place; past T2: scratch):
+        the second layer's own output when one chunk holds it all, else the chunks copied into one."""
         first, second = self.conv_layers[0], self.conv_layers[1]
         packed = second.packed
         frames, weight, bias = first.folded(x)
@@ -247,18 +248,22 @@ class FeatureEncoder(nn.Module):
         t1 = frames.shape[0]
         t2 = (t1 - packed.kernel) // packed.stride + 1
         m2 = row_bucket(max(t2, rows or 0))
-        out = frames.new_empty((m2, packed.out_channels))
-        buffer = frames.new_empty((packed.frames_read(CHUNK_ROWS) + packed.kernel, weight.shape[1]))
-        for c0 in range(0, m2, CHUNK_ROWS):
-            m = min(CHUNK_ROWS, m2 - c0)
+        chunk = min(CHUNK_ROWS, m2)
+        out = frames.new_empty((m2, packed.out_channels)) if chunk < m2 else None  # one chunk: its own output
+        buffer = frames.new_empty((packed.frames_read(chunk) + packed.kernel, weight.shape[1]))
+        for c0 in range(0, m2, chunk):
+            m = min(chunk, m2 - c0)
             f0, need = c0 * packed.stride, (m - 1) * packed.stride + packed.kernel  # first-layer frames read
             n = max(min(need, t1 - f0), 0)  # of which real; the rest (past the utterance) zeros
             buffer[n:need] = 0
             if n:
                 torch.addmm(bias, frames[f0:f0 + n], weight, out=buffer[:n])
                 first.act(buffer[:n])
-            y = packed(buffer[None, :need])  # (1, m, C)
-            out[c0:c0 + m] = y[0] if packed.gelu is not None else second.act(y[0])
+            y = packed(buffer[None, :need])[0]  # (m, C)
+            y = y if packed.gelu is not None else second.act(y)
+            if out is None:
+                return y[:t2][None]  # a view of all m2 rows
+            out[c0:c0 + m] = y
         return out[:t2][None]
 
     def rows_plan(self, samples: int) -> list[int | None]:
