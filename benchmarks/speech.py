@@ -221,6 +221,8 @@ def _run(args, task_name: str) -> int:
         elif task_name == "speech-recognition":
             print(f"  text: {str(o_out)[:90]!r}{'...' if len(str(o_out)) > 90 else ''}")
         print_floor(flops, {f"ours {precision}": om[3], "transformers (same dtype)": tm[3]}, dtype_name, dev_type)
+    if rows and rows[-1][10] == "float32" and rows[-1][11] == "cpu":
+        _print_parts(task, theirs_model, folder, fe, x)
     if random_weights and rows and task_name == "speech-recognition":
         _print_noise_floor(task, x)
     if random_weights:
@@ -249,6 +251,55 @@ def _model_flops(model, folder, fe, x) -> int:
                 parametrize.remove_parametrizations(m, name, leave_parametrized=True)
     wave = fe(x, sampling_rate=16000, return_tensors="pt")["input_values"]
     return count_flops(lambda: plain(wave))
+
+
+def _print_parts(task, theirs_model, folder, fe, x) -> None:
+    """Where our float32 CPU forward pass stands against the floor, part by part: the feature
+    encoder, the rest (projection, context network, head), and within the rest the time the GEMM
+    library alone takes for its linear layers at this clip's frame count, and SDPA alone for its
+    attention (random inputs of the same shapes). Medians of 9 runs; FLOPs counted on transformers'."""
+    import torch
+    import torch.nn.functional as F
+
+    from benchmarks.floor import count_flops, gemm_gflops, linear_layers_ms
+    rate = gemm_gflops("float32", "cpu")
+    model = task.model
+    wave = torch.from_numpy(task.features(x))[None]
+    theirs_wave = fe(x, sampling_rate=16000, return_tensors="pt")["input_values"]
+    plain = type(theirs_model).from_pretrained(folder).eval().to(device="cpu", dtype=torch.float32)
+    total = _model_flops(theirs_model, folder, fe, x)
+    encoder_flops = count_flops(lambda: plain.wav2vec2.feature_extractor(theirs_wave))
+
+    def median_ms(fn, n=9):
+        fn()
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return _median(times) * 1e3
+
+    with torch.inference_mode():
+        encoder_ms = median_ms(lambda: model.wav2vec2.feature_extractor(wave))
+        whole_ms = median_ms(lambda: model(wave))
+        frames = model.wav2vec2.feature_extractor(wave).shape[1]
+        c = model.config
+        heads, dim = c.num_attention_heads, c.hidden_size
+        q, k, v = (torch.randn(1, heads, frames, dim // heads) for _ in range(3))
+        attention_ms = median_ms(lambda: [F.scaled_dot_product_attention(q, k, v) for _ in range(c.num_hidden_layers)])
+    attention_flops = 4 * frames * frames * dim * c.num_hidden_layers
+    linears_ms, linears_flops = linear_layers_ms(torch.nn.ModuleList(
+        m for name, m in model.named_children() if name != "wav2vec2").append(model.wav2vec2.encoder)
+        .append(model.wav2vec2.feature_projection), frames)
+    rest = (whole_ms - encoder_ms, total - encoder_flops)
+    print(f"\nparts of ours (float32, {frames} frames; medians ms; floor at {rate:.0f} GFLOP/s):")
+    print(f"  {'part':<40}{'ms':>8}{'GFLOP':>8}{'x floor':>9}")
+    for name, (ms, flops) in (("feature encoder", (encoder_ms, encoder_flops)),
+                              ("projection, context network, head", rest),
+                              ("  of which linear layers alone (GEMMs)", (linears_ms, linears_flops)),
+                              ("  of which attention alone (SDPA)", (attention_ms, attention_flops)),
+                              ("whole model", (whole_ms, total))):
+        print(f"  {name:<40}{ms:8.1f}{flops / 1e9:8.2f}{ms / (flops / rate / 1e6):9.2f}")
 
 
 def _theirs_fp32(model, fe, x, dev, task_name: str, tok):

@@ -210,8 +210,9 @@ def test_wav2vec2_float16_plan_keeps_the_transcript(name, request, speech_wav):
     w = fast.model.wav2vec2
     assert fast.placement == FP16 and w.input_dtype == torch.float32  # the samples are not rounded
     assert module_dtype(w.encoder.layers[0].feed_forward.intermediate_dense) == torch.float16
+    assert w.encoder.pos_conv_embed.spectral is not None  # on the CPU, in the frequency domain
     for part in (w.feature_extractor.conv_layers[0].conv, w.encoder.layers[0].final_layer_norm,
-                 w.encoder.pos_conv_embed.conv, w.feature_projection.projection, fast.model.lm_head):
+                 w.encoder.pos_conv_embed.spectral, w.feature_projection.projection, fast.model.lm_head):
         assert module_dtype(part) == torch.float32
 
     la, lb = exact.logits(x), fast.logits(x)  # (T, vocab) float32 each
