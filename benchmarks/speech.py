@@ -127,7 +127,7 @@ def _run(args, task_name: str) -> int:
     rows = []
     reference = None  # transformers' float32 answer: what every precision must give ("same answers")
     theirs_fp32_ms = None
-    flops = None  # the model's own work, counted once on transformers' float32 model
+    flops = part_flops = None  # the model's own work (and its feature encoder's), counted once on transformers' float32 model
     for precision in precisions:
         try:
             task = load_task(task_name, str(folder), device=args.device, precision=precision)
@@ -191,7 +191,8 @@ def _run(args, task_name: str) -> int:
             task(utt)
             final_ms = _median([task(utt).timings.total_ms for _ in range(max(3, args.repeats))])
         if flops is None:
-            flops = _model_flops(theirs_model, folder, fe, x)
+            part_flops = _model_flops(theirs_model, folder, fe, x)
+            flops = part_flops["model"]
         if dtype == torch.float32:
             theirs_fp32_ms = tm[3]
         rows.append((precision, task.placement.describe(), om, tm, o_out == t_out, o_out, t_out, best, final_ms,
@@ -222,7 +223,7 @@ def _run(args, task_name: str) -> int:
             print(f"  text: {str(o_out)[:90]!r}{'...' if len(str(o_out)) > 90 else ''}")
         print_floor(flops, {f"ours {precision}": om[3], "transformers (same dtype)": tm[3]}, dtype_name, dev_type)
     if rows and rows[-1][10] == "float32" and rows[-1][11] == "cpu":
-        _print_parts(task, theirs_model, folder, fe, x)
+        _print_parts(task, part_flops, x)
     if random_weights and rows and task_name == "speech-recognition":
         _print_noise_floor(task, x)
     if random_weights:
@@ -233,8 +234,9 @@ def _run(args, task_name: str) -> int:
     return 0
 
 
-def _model_flops(model, folder, fe, x) -> int:
-    """FLOPs of one forward pass of the model on the clip, counted on transformers' implementation:
+def _model_flops(model, folder, fe, x) -> dict[str, int]:
+    """FLOPs of one forward pass of the model on the clip ("model") and of its feature encoder
+    alone ("feature encoder"), counted on transformers' implementation:
     the model's own work, not ours (our packed GEMMs run on row_bucket rows, a few % more). On a
     fresh float32 CPU copy loaded from ``folder`` (the class of ``model``) with the positional
     convolution's weight norm made a plain weight: torch's FLOP counter cannot read a parametrized
@@ -250,10 +252,11 @@ def _model_flops(model, folder, fe, x) -> int:
             for name in list(m.parametrizations):
                 parametrize.remove_parametrizations(m, name, leave_parametrized=True)
     wave = fe(x, sampling_rate=16000, return_tensors="pt")["input_values"]
-    return count_flops(lambda: plain(wave))
+    return {"model": count_flops(lambda: plain(wave)),
+            "feature encoder": count_flops(lambda: plain.wav2vec2.feature_extractor(wave))}
 
 
-def _print_parts(task, theirs_model, folder, fe, x) -> None:
+def _print_parts(task, part_flops: dict[str, int], x) -> None:
     """Where our float32 CPU forward pass stands against the floor, part by part: the feature
     encoder, the rest (projection, context network, head), and within the rest the time the GEMM
     library alone takes for its linear layers at this clip's frame count, and SDPA alone for its
@@ -261,14 +264,11 @@ def _print_parts(task, theirs_model, folder, fe, x) -> None:
     import torch
     import torch.nn.functional as F
 
-    from benchmarks.floor import count_flops, gemm_gflops, linear_layers_ms
+    from benchmarks.floor import gemm_gflops, linear_layers_ms
     rate = gemm_gflops("float32", "cpu")
     model = task.model
     wave = torch.from_numpy(task.features(x))[None]
-    theirs_wave = fe(x, sampling_rate=16000, return_tensors="pt")["input_values"]
-    plain = type(theirs_model).from_pretrained(folder).eval().to(device="cpu", dtype=torch.float32)
-    total = _model_flops(theirs_model, folder, fe, x)
-    encoder_flops = count_flops(lambda: plain.wav2vec2.feature_extractor(theirs_wave))
+    total, encoder_flops = part_flops["model"], part_flops["feature encoder"]
 
     def median_ms(fn, n=9):
         fn()

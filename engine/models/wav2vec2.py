@@ -304,7 +304,7 @@ class PositionalConvEmbedding(nn.Module):
         k = c.num_conv_pos_embeddings
         self.conv = nn.Conv1d(c.hidden_size, c.hidden_size, k, padding=k // 2, groups=c.num_conv_pos_embedding_groups)
         self.act = ACTIVATIONS[c.feat_extract_activation]
-        self.activation = c.feat_extract_activation
+        self.act_inplace = INPLACE_ACTIVATIONS[c.feat_extract_activation]  # on the spectral path's fresh output
         self.spectral: SpectralConv1d | None = None  # set by to_spectral(): the convolution in the frequency domain
 
     def to_spectral(self) -> bool:
@@ -322,7 +322,7 @@ class PositionalConvEmbedding(nn.Module):
         """(B, T, D) -> (B, T, D) positional embedding"""
         t = x.shape[1]
         if self.spectral is not None:  # its output is fresh: the activation may run in place
-            return INPLACE_ACTIVATIONS[self.activation](self.spectral(x.float())[:, :t])
+            return self.act_inplace(self.spectral(x.float())[:, :t])
         bucket = row_bucket(t)
         if bucket != t:  # zero frames after the end: the same as the conv's own zero padding there
             x = F.pad(x, (0, 0, 0, bucket - t))  # (B, T', D): one oneDNN primitive per bucket, not per length
@@ -535,8 +535,8 @@ def optimize_for_inference(model: nn.Module, device: torch.device, dtype: torch.
     weights once for oneDNN (optimize.pack_linears, checked against F.linear first), tuned for
     256 frames (~5 s of audio): those in ``dtype`` and, under the fast plan, the float32 ones; and
     then the feature encoder's convolutions (PackedConv1d). On CPU in float32 the positional
-    convolution runs in the frequency domain (SpectralConv1d). Then casts at the boundaries of float32 and reduced parts. Returns the same model, changed
-    in place."""
+    convolution runs in the frequency domain (SpectralConv1d). Then casts at the boundaries of
+    float32 and reduced parts. Returns the same model, changed in place."""
     for m in list(model.modules()):
         if isinstance(m, MultiHeadAttention):
             m.fuse_qkv()
